@@ -1,0 +1,45 @@
+"""Records of single benchmark runs: what the runner measures and the report aggregates.
+
+One record is one run of one workload against one target at one client count in one round.
+They are plain frozen dataclasses so that results.json is just their fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One pgbench run. None means pgbench printed no such figure (e.g. all clients aborted)."""
+
+    workload: str
+    target: str
+    clients: int
+    round: int
+    tps: float | None
+    latency_ms: float | None
+    p99_ms: float | None
+    failed: int
+    pooler_cpu_s: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class IdleResult:
+    """One idle-connections run: the pooler's resident memory before and while `opened` sit idle."""
+
+    workload: str
+    target: str
+    clients: int
+    round: int
+    opened: int
+    rss_before_kb: int
+    rss_after_kb: int
+    error: str | None = None
+
+    @property
+    def per_conn_kb(self) -> float | None:
+        if self.opened == 0:
+            return None
+        return (self.rss_after_kb - self.rss_before_kb) / self.opened

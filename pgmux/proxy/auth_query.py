@@ -1,0 +1,114 @@
+"""auth_query: look a user's secret up in PostgreSQL through the auth_user's connection.
+
+One connection per (host, port, dbname), opened on first use, used by one lookup at a time and
+reopened after a failure. The user name travels as a bound parameter of the extended protocol,
+never spliced into SQL text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import TYPE_CHECKING
+
+from pgmux.config import DatabaseEntry
+from pgmux.pool.pool import Counters, Pool, PoolSettings
+from pgmux.protocol import messages as m
+from pgmux.protocol.errors import CONNECTION_FAILURE, PgmuxError, ServerError
+from pgmux.proxy.buffers import MessageReader
+from pgmux.proxy.server import ServerConnection
+from pgmux.proxy.server_login import ServerTarget, open_server
+
+if TYPE_CHECKING:
+    from pgmux.proxy.pooler import Pooler
+
+log = logging.getLogger("pgmux.auth")
+
+
+def extended_query(sql: str, params: list[str]) -> bytes:
+    """Parse/Bind/Execute/Sync for an unnamed statement with text parameters."""
+    parse = m.message(b"P", b"\x00" + m.cstring(sql) + struct.pack("!h", 0))
+    values = b"".join(struct.pack("!i", len(p.encode())) + p.encode() for p in params)
+    bind = m.message(
+        b"B", b"\x00\x00" + struct.pack("!hh", 0, len(params)) + values + struct.pack("!h", 0)
+    )
+    execute = m.message(b"E", b"\x00" + struct.pack("!i", 0))
+    return parse + bind + execute + m.SYNC_MESSAGE
+
+
+def parse_data_row(body: bytes) -> list[str | None]:
+    (count,) = struct.unpack_from("!h", body, 0)
+    pos = 2
+    values: list[str | None] = []
+    for _ in range(count):
+        (length,) = struct.unpack_from("!i", body, pos)
+        pos += 4
+        if length < 0:
+            values.append(None)
+        else:
+            values.append(body[pos : pos + length].decode())
+            pos += length
+    return values
+
+
+class AuthQuery:
+    def __init__(self, pooler: Pooler) -> None:
+        self.pooler = pooler
+        self._connections: dict[tuple[str | None, int, str], ServerConnection] = {}
+        self._locks: dict[tuple[str | None, int, str], asyncio.Lock] = {}
+        self._pool = Pool("auth_query", "auth_user", PoolSettings(), Counters(), lambda p: None)
+
+    async def lookup(self, entry: DatabaseEntry, database: str, user: str) -> str | None:
+        cfg = self.pooler.config
+        auth_user = entry.auth_user or cfg.get_str("auth_user")
+        dbname = cfg.get_str("auth_dbname") or entry.dbname or (
+            database if entry.name == "*" else entry.name)
+        key = (entry.host, entry.port, dbname)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            try:
+                server = await self._connection(key, auth_user)
+                return await self._run(server, cfg.get_str("auth_query"), user)
+            except (ServerError, PgmuxError, OSError, ConnectionError) as exc:
+                stale = self._connections.pop(key, None)
+                if stale is not None:
+                    stale.close("auth_query failed")
+                log.warning("auth_query for %r failed: %s", user, exc)
+                raise PgmuxError(
+                    CONNECTION_FAILURE,
+                    "could not look up the user's password (auth_query failed); "
+                    "check auth_user and its password in auth_file",
+                ) from None
+
+    async def _connection(
+        self, key: tuple[str | None, int, str], auth_user: str
+    ) -> ServerConnection:
+        server = self._connections.get(key)
+        if server is not None and not server.closed:
+            return server
+        password = self.pooler.userlist.get(auth_user)
+        target = ServerTarget(host=key[0], port=key[1], dbname=key[2], user=auth_user,
+                              password=password)
+        server = await open_server(self.pooler, self._pool, target)
+        server.reader = MessageReader(self.pooler.max_packet_size)  # stays in login-style reads
+        self._connections[key] = server
+        return server
+
+    async def _run(self, server: ServerConnection, sql: str, user: str) -> str | None:
+        assert server.transport is not None and server.reader is not None
+        server.transport.write(extended_query(sql, [user]))
+        secret: str | None = None
+        error: ServerError | None = None
+        while True:
+            kind, body = await server.reader.read_message()
+            if kind == ord("D"):
+                row = parse_data_row(body)
+                secret = row[1] if len(row) > 1 else None
+            elif kind == ord("E"):
+                error = ServerError(m.parse_error_fields(body))
+            elif kind == ord("Z"):
+                break
+        if error is not None:
+            raise error
+        return secret

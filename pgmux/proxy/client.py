@@ -1,0 +1,289 @@
+"""A client's connection to pgmux: login, then forwarding to a server connection from its pool.
+
+The login phase (startup packet, authentication, welcome) runs as a coroutine in
+:mod:`pgmux.proxy.client_login` and reads through a :class:`MessageReader`. The forwarding phase
+is plain callbacks: bytes from the client go to its linked server as they arrive; a client with
+no server asks the pool for one (queueing its bytes while it waits). When the server's
+ReadyForQuery says the transaction is over, :meth:`ClientConnection.server_ready` decides
+whether to give the server back, which is the pool-mode logic in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from pgmux.pool.pool import Members, Pool
+from pgmux.protocol import messages as m
+from pgmux.protocol.errors import (
+    ACTIVE_SQL_TRANSACTION,
+    CONNECTION_FAILURE,
+    PROTOCOL_VIOLATION,
+    PgmuxError,
+)
+from pgmux.protocol.framing import FRONTEND_TYPES, FrontendScanner
+from pgmux.proxy.buffers import BUFFER_SIZE, SHARED, MessageReader, write_chunk
+
+if TYPE_CHECKING:
+    from pgmux.proxy.pooler import Pooler
+    from pgmux.proxy.server import ServerConnection
+
+log = logging.getLogger("pgmux.client")
+
+_ids = itertools.count(1)
+_TERMINATE = ord("X")
+# Bytes a waiting client may queue before pgmux stops reading from it (back-pressure).
+PENDING_LIMIT = 256 * 1024
+
+
+class ClientConnection(asyncio.BufferedProtocol):
+    def __init__(self, pooler: Pooler, is_unix: bool = False) -> None:
+        self.pooler = pooler
+        self.id = next(_ids)
+        self.is_unix = is_unix
+        self.members: Members = {}
+        self.transport: asyncio.Transport | None = None
+        self.reader: MessageReader | None = MessageReader(pooler.max_packet_size)
+        self.pool: Pool | None = None
+        self.server: ServerConnection | None = None
+        self.scanner = FrontendScanner(max_length=pooler.max_packet_size)
+        self.carry = b""  # unscanned tail of the last read, fed again before the next one
+        self.carry_view = SHARED.view
+        self.pending = bytearray()  # bytes waiting for a server
+        self.params: dict[str, str] = {}  # tracked session parameters as this client set them
+        self.startup: dict[str, str] = {}
+        self.user = ""
+        self.database = ""
+        self.application_name = ""
+        self.pool_mode = "session"
+        self.cancel_key = (0, 0)
+        self.connect_time = time.monotonic()
+        self.request_time = self.connect_time
+        self.wait_start = 0.0
+        self.reading_paused = False
+        self.closing = False
+        self.is_admin = False
+        self.admin: Any = None
+        self.login_task: asyncio.Task[None] | None = None
+        self.assigned: asyncio.Future[None] | None = None
+        self.addr: tuple[str, int] = ("", 0)
+        self.local_addr: tuple[str, int] = ("", 0)
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.addr = peer if isinstance(peer, tuple) else ("unix", 0)
+        self.local_addr = sock if isinstance(sock, tuple) else ("unix", 0)
+        self.pooler.client_connected(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        carry = self.carry
+        if not carry:
+            return SHARED.view
+        # The unscanned tail goes first so that the scanner sees one contiguous stream.
+        size = len(carry)
+        view = SHARED.view if size <= BUFFER_SIZE // 2 else memoryview(bytearray(size + BUFFER_SIZE))
+        view[:size] = carry
+        self.carry_view = view
+        return view[size:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.reader is not None:
+            self.reader.feed(SHARED.view[:nbytes])
+            return
+        try:
+            carry = self.carry
+            if carry:
+                self.carry = b""
+                self._on_data(self.carry_view, len(carry) + nbytes)
+            else:
+                self._on_data(SHARED.view, nbytes)
+        except PgmuxError as error:
+            self.fail(error)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.reader is not None:
+            self.reader.feed_eof()
+        self.pooler.client_lost(self)
+
+    def pause_writing(self) -> None:
+        # The client reads slower than its server answers: stop reading from that server.
+        server = self.server
+        if server is not None:
+            server.pause_reading()
+
+    def resume_writing(self) -> None:
+        server = self.server
+        if server is not None:
+            server.resume_reading()
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    # -- forwarding ----------------------------------------------------------------------
+
+    def _on_data(self, view: memoryview, end: int) -> None:
+        self.request_time = time.monotonic()
+        if self.server is not None:
+            self._forward(view, 0, end)
+        elif self.pending:
+            self._queue(view, end)
+        elif view[0] == _TERMINATE:
+            self.close_quietly()
+        else:
+            self._request_server(view, end)
+
+    def _request_server(self, view: memoryview, end: int) -> None:
+        if self.is_admin:
+            self.pooler.admin_data(self, bytes(view[:end]))
+            return
+        pool = self.pool
+        assert pool is not None
+        if view[0] not in FRONTEND_TYPES:
+            self.fail(PgmuxError(PROTOCOL_VIOLATION, f"invalid message type {chr(view[0])!r}"))
+            return
+        server = pool.acquire(self, self.request_time)
+        if server is None:
+            self._queue(view, end)
+            return
+        self._link(server)
+        self._forward(view, 0, end)
+
+    def _queue(self, view: memoryview, end: int) -> None:
+        self.pending += view[:end]
+        if len(self.pending) > PENDING_LIMIT:
+            self.pause_reading()
+
+    def assign(self, server: ServerConnection) -> None:
+        """The pool hands this waiting client a server: link and send what was queued."""
+        self._link(server)
+        if self.reader is not None:  # still logging in (session mode links at login)
+            if self.assigned is not None and not self.assigned.done():
+                self.assigned.set_result(None)
+            return
+        pending = self.pending
+        if pending:
+            self.pending = bytearray()
+            self._forward(memoryview(pending), 0, len(pending))
+        self.resume_reading()
+
+    def _link(self, server: ServerConnection) -> None:
+        self.server = server
+        server.client = self
+        now = time.monotonic()
+        server.link_time = now
+        assert self.pool is not None
+        self.pool.stats.server_assignment_count += 1
+        if server.tracked != self.params:
+            server.sync_parameters(self)
+        if server.writing_paused:
+            self.pause_reading()
+
+    def _forward(self, view: memoryview, pos: int, end: int) -> None:
+        server = self.server
+        assert server is not None and server.transport is not None
+        scanner = self.scanner
+        while True:
+            stop = scanner.feed(view, pos, end)
+            if stop > pos:
+                write_chunk(server.transport, view[pos:stop])
+            if stop == end:
+                break
+            length = scanner.stop_length
+            if length == 0 or stop + length > end:
+                self.carry = bytes(view[stop:end])
+                break
+            # The only intercepted message is Terminate: the session is over.
+            self.close_quietly()
+            return
+        assert self.pool is not None
+        self.pool.stats.received += end - pos
+
+    def server_ready(self, server: ServerConnection, status: int, count: int) -> None:
+        """ReadyForQuery from our server: the one place that decides on giving it back."""
+        scanner = self.scanner
+        scanner.pending = max(scanner.pending - count, 0)
+        pool = self.pool
+        assert pool is not None
+        stats = pool.stats
+        stats.query_count += count
+        now = time.monotonic()
+        stats.query_time_us += int((now - self.request_time) * 1_000_000)
+        if status == m.TX_IDLE:
+            stats.xact_count += 1
+            stats.xact_time_us += int((now - server.link_time) * 1_000_000)
+        mode = self.pool_mode
+        if mode == "session" or not scanner.idle or self.carry:
+            return
+        if status != m.TX_IDLE:
+            if mode == "statement":
+                self.fail(
+                    PgmuxError(
+                        ACTIVE_SQL_TRANSACTION,
+                        "transaction blocks are not allowed in statement pooling mode; "
+                        "use autocommit or a pool in transaction mode",
+                    )
+                )
+            return
+        self._unlink(server, now)
+        pool.server_ready(server, now)
+
+    def _unlink(self, server: ServerConnection, now: float) -> None:
+        server.client = None
+        self.server = None
+        server.idle_since = now
+        server.resume_reading()
+        self.resume_reading()
+
+    # -- errors and closing --------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def fail(self, error: PgmuxError) -> None:
+        """Send ``error`` and close: the affected client learns why, nobody else notices."""
+        if error.severity == "ERROR":
+            error.severity = "FATAL"
+        log_level = logging.INFO if error.sqlstate.startswith("28") else logging.WARNING
+        if self.pooler.log_pooler_errors:
+            log.log(log_level, "client %d (%s@%s): %s", self.id, self.user, self.database, error)
+        self.send(m.error_response(error))
+        self.close(str(error.message))
+
+    def server_died(self, detail: str) -> None:
+        self.fail(
+            PgmuxError(
+                CONNECTION_FAILURE,
+                "server connection closed unexpectedly: the query was not completed and "
+                "will not be retried; reconnect and try again",
+                detail=detail,
+            )
+        )
+
+    def close_quietly(self) -> None:
+        self.close("client closed the connection")
+
+    def close(self, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.pooler.client_closing(self, reason)
+        if self.transport is not None:
+            self.transport.close()

@@ -1,0 +1,11 @@
+"""Test support shared by the test suite, the benchmarks and the demo.
+
+``PostgresCluster`` runs a throwaway PostgreSQL server; ``free_port`` picks a TCP port for
+anything else a test needs to listen on. Standard library only.
+"""
+
+from __future__ import annotations
+
+from pgmux.testing.cluster import ClusterError, PostgresCluster, find_pg_bindir, free_port
+
+__all__ = ["ClusterError", "PostgresCluster", "find_pg_bindir", "free_port"]
