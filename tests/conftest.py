@@ -9,12 +9,13 @@ dies first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from pgmux.testing import PostgresCluster
+from pgmux.testing.pooler import PgmuxProcess
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,39 @@ def pg() -> Iterator[PostgresCluster]:
             dbname=APP_DB,
         )
         yield cluster
+
+
+@pytest.fixture
+def pgmux_factory(pg: PostgresCluster) -> Iterator[Callable[..., PgmuxProcess]]:
+    """Start pgmux processes in front of ``pg``; each is stopped at the end of the test.
+
+    ``pgmux_factory(pool_mode="transaction", default_pool_size=5)`` gives a pgmux with an ``app``
+    entry and a ``*`` fallback, every ``ROLES`` password in its auth_file plus an ``admin``
+    user (password "admin") in admin_users. Keyword arguments are [pgbouncer] settings;
+    ``databases=`` / ``userlist=`` / ``users=`` replace those sections.
+    """
+    started: list[PgmuxProcess] = []
+
+    def factory(
+        *,
+        databases: dict[str, str] | None = None,
+        userlist: dict[str, str] | None = None,
+        users: dict[str, str] | None = None,
+        start: bool = True,
+        **settings: object,
+    ) -> PgmuxProcess:
+        target = f"host={pg.host} port={pg.port}"
+        if databases is None:
+            databases = {APP_DB: f"{target} dbname={APP_DB}", "*": target}
+        if userlist is None:
+            userlist = {r.name: r.password for r in ROLES if r.password is not None}
+            userlist["admin"] = "admin"
+        merged: dict[str, object] = {"admin_users": "admin", "auth_type": "scram-sha-256"}
+        merged.update(settings)
+        process = PgmuxProcess(databases, merged, userlist=userlist, users=users)
+        started.append(process)
+        return process.start() if start else process
+
+    yield factory
+    for process in started:
+        process.stop()

@@ -45,6 +45,7 @@ def write_tps_chart(cells: Sequence[Cell], path: Path) -> str:
     axes.set_xscale("log")
     axes.set_xticks(sorted({c for points in lines.values() for c, _ in points}))
     axes.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.set_ylim(bottom=0)  # a ratio reads true only against a zero baseline
     axes.set_xlabel("clients")
     axes.set_ylabel("transactions per second")
     axes.set_title("pgbench -S (select), median over rounds")

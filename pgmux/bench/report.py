@@ -161,20 +161,24 @@ MAIN_HEADERS = (
 
 
 def main_rows(cells: Sequence[Cell], not_run: Sequence[NotRun]) -> list[list[str]]:
+    """One row per cell; after a workload's cells, an n/a row per target it was not run on."""
     by_key = {(c.workload, c.clients, c.target): c for c in cells}
-    rows = [
-        [
-            c.workload, str(c.clients), c.target, _fmt(c.tps, ".0f"), _fmt(c.latency_ms, ".3f"),
-            _fmt(c.p99_ms, ".3f"), str(c.failed), _fmt(c.pooler_cpu_s, ".2f"),
-            *_ratios(c, by_key),
+    rows: list[list[str]] = []
+    for workload in dict.fromkeys(c.workload for c in cells):
+        rows += [_cell_row(c, by_key) for c in cells if c.workload == workload]
+        rows += [
+            [workload, "", gap.target, "n/a", *[""] * 6]
+            for gap in not_run
+            if gap.workload == workload
         ]
-        for c in cells
-    ]  # fmt: skip
-    shown = {(c.workload, c.target) for c in cells}
-    for gap in not_run:
-        if gap.workload != "idle" and (gap.workload, gap.target) not in shown:
-            rows.append([gap.workload, "", gap.target, "n/a", *[""] * 6])
     return rows
+
+
+def _cell_row(c: Cell, by_key: dict[tuple[str, int, str], Cell]) -> list[str]:
+    return [
+        c.workload, str(c.clients), c.target, _fmt(c.tps, ".0f"), _fmt(c.latency_ms, ".3f"),
+        _fmt(c.p99_ms, ".3f"), str(c.failed), _fmt(c.pooler_cpu_s, ".2f"), *_ratios(c, by_key),
+    ]  # fmt: skip
 
 
 IDLE_HEADERS = (
@@ -235,9 +239,10 @@ def added_latency_lines(added: AddedLatency | None) -> list[str]:
 
 def error_lines(report: Report) -> list[str]:
     """Runs that could not be carried out, and why."""
+    every: list[RunResult | IdleResult] = [*report.runs, *report.idle_runs]
     return [
         f"{r.workload} c={r.clients} {r.target} round {r.round} failed: {r.error}"
-        for r in [*report.runs, *report.idle_runs]
+        for r in every
         if r.error
     ]
 
