@@ -201,9 +201,9 @@ class BackendScanner:
         self._body = bytearray()
 
     def _complete_header(self, data: bytes | bytearray | memoryview, pos: int, end: int) -> int:
-        need = 5 - len(self._header)
-        head = self._header + bytes(data[pos : pos + need])
-        pos += min(need, end - pos)
+        take = min(5 - len(self._header), end - pos)  # never past ``end``: stale bytes there
+        head = self._header + bytes(data[pos : pos + take])
+        pos += take
         if len(head) < 5:
             self._header = head
             return pos

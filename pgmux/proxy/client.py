@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pgmux.pool.pool import Members, Pool
+from pgmux.pool.stats import PoolStats
 from pgmux.protocol import messages as m
 from pgmux.protocol.errors import (
     ACTIVE_SQL_TRANSACTION,
@@ -25,7 +26,7 @@ from pgmux.protocol.errors import (
     PgmuxError,
 )
 from pgmux.protocol.framing import FRONTEND_TYPES, FrontendScanner
-from pgmux.proxy.buffers import BUFFER_SIZE, SHARED, MessageReader, write_chunk
+from pgmux.proxy.buffers import BUFFER_SIZE, SHARED, MessageReader
 
 if TYPE_CHECKING:
     from pgmux.proxy.pooler import Pooler
@@ -35,6 +36,8 @@ log = logging.getLogger("pgmux.client")
 
 _ids = itertools.count(1)
 _TERMINATE = ord("X")
+_IDLE = m.TX_IDLE
+_monotonic = time.monotonic
 # Bytes a waiting client may queue before pgmux stops reading from it (back-pressure).
 PENDING_LIMIT = 256 * 1024
 
@@ -59,6 +62,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.database = ""
         self.application_name = ""
         self.pool_mode = "session"
+        self.releases = False  # whether ReadyForQuery may give the server back (not session)
+        self.stats = PoolStats()  # the pool's counters once logged in
         self.cancel_key = (0, 0)
         self.connect_time = time.monotonic()
         self.request_time = self.connect_time
@@ -102,8 +107,16 @@ class ClientConnection(asyncio.BufferedProtocol):
             if carry:
                 self.carry = b""
                 self._on_data(self.carry_view, len(carry) + nbytes)
-            else:
-                self._on_data(SHARED.view, nbytes)
+                return
+            # The hot path, inlined: a linked client forwards; an unlinked one asks its pool.
+            view = SHARED.view
+            self.request_time = _monotonic()
+            server = self.server
+            if server is None:
+                server = self._server_for(view, nbytes)
+                if server is None:
+                    return
+            self._forward(view, 0, nbytes)
         except PgmuxError as error:
             self.fail(error)
 
@@ -139,31 +152,33 @@ class ClientConnection(asyncio.BufferedProtocol):
     # -- forwarding ----------------------------------------------------------------------
 
     def _on_data(self, view: memoryview, end: int) -> None:
-        self.request_time = time.monotonic()
-        if self.server is not None:
+        self.request_time = _monotonic()
+        if self.server is not None or self._server_for(view, end) is not None:
             self._forward(view, 0, end)
-        elif self.pending:
-            self._queue(view, end)
-        elif view[0] == _TERMINATE:
-            self.close_quietly()
-        else:
-            self._request_server(view, end)
 
-    def _request_server(self, view: memoryview, end: int) -> None:
+    def _server_for(self, view: memoryview, end: int) -> ServerConnection | None:
+        """The server to forward to: linked now from the pool, or None (queued or done)."""
+        if self.pending:
+            self._queue(view, end)
+            return None
+        kind = view[0]
+        if kind == _TERMINATE:
+            self.close_quietly()
+            return None
         if self.is_admin:
             self.pooler.admin_data(self, bytes(view[:end]))
-            return
+            return None
+        if kind not in FRONTEND_TYPES:
+            self.fail(PgmuxError(PROTOCOL_VIOLATION, f"invalid message type {chr(kind)!r}"))
+            return None
         pool = self.pool
         assert pool is not None
-        if view[0] not in FRONTEND_TYPES:
-            self.fail(PgmuxError(PROTOCOL_VIOLATION, f"invalid message type {chr(view[0])!r}"))
-            return
-        server = pool.acquire(self, self.request_time)
+        server: ServerConnection | None = pool.acquire(self, self.request_time)
         if server is None:
             self._queue(view, end)
-            return
+            return None
         self._link(server)
-        self._forward(view, 0, end)
+        return server
 
     def _queue(self, view: memoryview, end: int) -> None:
         self.pending += view[:end]
@@ -186,10 +201,8 @@ class ClientConnection(asyncio.BufferedProtocol):
     def _link(self, server: ServerConnection) -> None:
         self.server = server
         server.client = self
-        now = time.monotonic()
-        server.link_time = now
-        assert self.pool is not None
-        self.pool.stats.server_assignment_count += 1
+        server.link_time = self.request_time
+        self.stats.server_assignment_count += 1
         if server.tracked != self.params:
             server.sync_parameters(self)
         if server.writing_paused:
@@ -199,57 +212,57 @@ class ClientConnection(asyncio.BufferedProtocol):
         server = self.server
         assert server is not None and server.transport is not None
         scanner = self.scanner
+        self.stats.received += end - pos
         while True:
             stop = scanner.feed(view, pos, end)
             if stop > pos:
-                write_chunk(server.transport, view[pos:stop])
+                transport = server.transport
+                transport.write(view[pos:stop])
+                if transport.get_write_buffer_size():
+                    SHARED.renew()  # the transport kept a reference to the shared buffer
             if stop == end:
-                break
+                return
             length = scanner.stop_length
             if length == 0 or stop + length > end:
                 self.carry = bytes(view[stop:end])
-                break
+                return
             # The only intercepted message is Terminate: the session is over.
             self.close_quietly()
             return
-        assert self.pool is not None
-        self.pool.stats.received += end - pos
 
     def server_ready(self, server: ServerConnection, status: int, count: int) -> None:
         """ReadyForQuery from our server: the one place that decides on giving it back."""
         scanner = self.scanner
-        scanner.pending = max(scanner.pending - count, 0)
-        pool = self.pool
-        assert pool is not None
-        stats = pool.stats
+        pending = scanner.pending - count
+        scanner.pending = pending if pending > 0 else 0
+        stats = self.stats
         stats.query_count += count
-        now = time.monotonic()
+        now = _monotonic()
         stats.query_time_us += int((now - self.request_time) * 1_000_000)
-        if status == m.TX_IDLE:
+        if status == _IDLE:
             stats.xact_count += 1
             stats.xact_time_us += int((now - server.link_time) * 1_000_000)
-        mode = self.pool_mode
-        if mode == "session" or not scanner.idle or self.carry:
-            return
-        if status != m.TX_IDLE:
-            if mode == "statement":
-                self.fail(
-                    PgmuxError(
-                        ACTIVE_SQL_TRANSACTION,
-                        "transaction blocks are not allowed in statement pooling mode; "
-                        "use autocommit or a pool in transaction mode",
-                    )
+            if self.releases and pending <= 0 and not scanner.partial and not scanner.skip \
+                    and not self.carry:
+                self._unlink(server, now)
+                self.pool.server_ready(server, now)  # type: ignore[union-attr]
+        elif self.pool_mode == "statement" and pending <= 0:
+            self.fail(
+                PgmuxError(
+                    ACTIVE_SQL_TRANSACTION,
+                    "transaction blocks are not allowed in statement pooling mode; "
+                    "use autocommit or a pool in transaction mode",
                 )
-            return
-        self._unlink(server, now)
-        pool.server_ready(server, now)
+            )
 
     def _unlink(self, server: ServerConnection, now: float) -> None:
         server.client = None
         self.server = None
         server.idle_since = now
-        server.resume_reading()
-        self.resume_reading()
+        if server.reading_paused:
+            server.resume_reading()
+        if self.reading_paused:
+            self.resume_reading()
 
     # -- errors and closing --------------------------------------------------------------
 

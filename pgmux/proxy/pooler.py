@@ -295,7 +295,9 @@ class Pooler:
         if not pool.server_params:
             await self._first_server(pool)
         client.pool = pool
+        client.stats = pool.stats
         client.pool_mode = pool.settings.pool_mode
+        client.releases = client.pool_mode != "session"
         client.params = client_parameters(pool.server_params, client.startup, self.tracked)
         pool.add_client(client)
         pool.stats.client_login_count += 1

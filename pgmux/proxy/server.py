@@ -87,6 +87,27 @@ class ServerConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         view = SHARED.view
+        client = self.client
+        if client is None or self.reader is not None or self.internal is not None:
+            self._not_relaying(view, nbytes)
+            return
+        # The hot path, inlined: forward, then look at the headers of what was forwarded.
+        transport = client.transport
+        transport.write(view[:nbytes])
+        if transport.get_write_buffer_size():
+            SHARED.renew()  # the transport kept a reference to the shared buffer
+        scanner = self.scanner
+        scanner.feed(view, 0, nbytes)
+        self.pool.stats.sent += nbytes
+        if scanner.ready_count:
+            if scanner.parameters:
+                self._parameters_changed(scanner.parameters, client)
+            self.tx_status = scanner.status
+            client.server_ready(self, scanner.status, scanner.ready_count)
+        elif scanner.parameters:
+            self._parameters_changed(scanner.parameters, client)
+
+    def _not_relaying(self, view: memoryview, nbytes: int) -> None:
         if self.reader is not None:
             self.reader.feed(view[:nbytes])
         elif self.internal is not None:
