@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pgmux.proxy.pooler import Pooler
 
 _LENGTH = struct.Struct("!i").unpack_from
+_TRANSACTION_VERBS = frozenset({"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"})
 
 
 class AdminSession:
@@ -104,8 +105,10 @@ class AdminSession:
             name, args = verb, words[1:]
         command = COMMANDS.get(name)
         if command is None:
-            raise AdminError(SYNTAX_ERROR, f"invalid command {statement!r}",
-                             hint="SHOW HELP lists the commands")
+            hint = "SHOW HELP lists the commands"
+            if verb in _TRANSACTION_VERBS:  # a driver that opens transactions by itself
+                hint = "the admin console has no transactions: connect in autocommit mode"
+            raise AdminError(SYNTAX_ERROR, f"invalid command {statement!r}", hint=hint)
         if command.admin_only and not self.is_admin:
             raise AdminError(INSUFFICIENT_PRIVILEGE,
                              f"{name} needs a user listed in admin_users")

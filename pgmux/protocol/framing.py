@@ -134,8 +134,8 @@ class BackendScanner:
     list stays empty in the common case, so the steady state allocates nothing.
     """
 
-    __slots__ = ("_body", "_header", "collecting", "max_length", "parameters", "ready_count",
-                 "skip", "status")
+    __slots__ = ("_body", "_header", "collecting", "last_kind", "max_length", "parameters",
+                 "ready_count", "skip", "status")
 
     def __init__(self, max_length: int = 1 << 30) -> None:
         self.max_length = max_length
@@ -146,6 +146,7 @@ class BackendScanner:
         self.status = 0
         self.ready_count = 0
         self.parameters: list[bytes] = []
+        self.last_kind = 0  # type of the last message seen: did a server say goodbye (E)?
 
     def feed(self, data: bytes | bytearray | memoryview, pos: int, end: int) -> None:
         self.ready_count = 0
@@ -156,6 +157,7 @@ class BackendScanner:
         max_length = self.max_length
         while end - pos >= 5:
             kind = data[pos]
+            self.last_kind = kind
             length = _LENGTH(data, pos + 1)[0]
             if length < 4 or length > max_length:
                 raise bad_length(length, max_length)
@@ -209,6 +211,7 @@ class BackendScanner:
             return pos
         self._header = b""
         kind = head[0]
+        self.last_kind = kind
         length = _LENGTH(head, 1)[0]
         if length < 4 or length > self.max_length:
             raise bad_length(length, self.max_length)

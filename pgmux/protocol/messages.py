@@ -240,8 +240,8 @@ def parse_sasl_initial_response(body: bytes | memoryview) -> tuple[str, bytes]:
     mechanism = data[:end].decode("ascii", "replace")
     (length,) = _I32.unpack_from(data, end + 1)
     payload = data[end + 5 :]
-    if length == -1:
-        payload = b""
+    if length == -1 and not payload:  # -1: no initial response, and then nothing may follow
+        pass
     elif length != len(payload):
         raise ValueError("SASLInitialResponse length does not match its payload")
     return mechanism, payload

@@ -53,11 +53,14 @@ class Lifecycle:
     def reconnect(self, db: str | None) -> None:
         """Close idle servers now and busy ones when they are released."""
         for pool in self._pools(db):
-            pool.generation += 1
-            _close_idle(pool)
-            for server in pool.sv_active:
-                server.close_needed = True
-            pool.grow(time.monotonic())
+            self.reconnect_pool(pool)
+
+    def reconnect_pool(self, pool: Pool) -> None:
+        pool.generation += 1
+        _close_idle(pool)
+        for server in pool.sv_active:
+            server.close_needed = True
+        pool.grow(time.monotonic())
 
     def kill(self, db: str | None) -> None:
         pooler = self.pooler

@@ -62,6 +62,7 @@ class Pooler:
         self._welcome_waiters: dict[Pool, asyncio.Future[None]] = {}
         self.stats_window = StatsWindow()
         self.lifecycle = Lifecycle(self)
+        self.credentials: dict[Pool, Credentials] = {}
         self.apply_config(config)
 
     # -- configuration -------------------------------------------------------------------
@@ -84,8 +85,16 @@ class Pooler:
         self.has_user_source = bool(auth_file or config.get_str("auth_user"))
         for pool in self.pools.values():
             entry = self._entry_for(pool.database)
-            if entry is not None:
-                pool.settings = self.pool_settings(entry, pool.user)
+            if entry is None:
+                continue  # removed from the config: existing clients finish, no new logins
+            pool.settings = self.pool_settings(entry, pool.user)
+            target = self._target(entry, pool.database, entry.user or pool.user,
+                                  self.credentials[pool])
+            if target != self.targets[pool]:
+                # Where or as whom the pool logs in changed: replace its server connections
+                # as they become free (as RECONNECT does).
+                self.targets[pool] = target
+                self.lifecycle.reconnect_pool(pool)
 
     def _entry_for(self, database: str) -> DatabaseEntry | None:
         return self.config.databases.get(database) or self.config.databases.get("*")
@@ -166,6 +175,7 @@ class Pooler:
         old = self.targets.get(pool)
         if old is None or _better_credentials(target, old):
             self.targets[pool] = target
+            self.credentials[pool] = credentials
             pool.last_login_error = None  # new credentials deserve a fresh attempt
         return pool
 
@@ -429,7 +439,12 @@ class Pooler:
         if client is not None:
             server.client = None
             client.server = None
-            client.server_died(str(exc) if exc else "the server closed the connection")
+            if server.scanner.last_kind == ord("E"):
+                # PostgreSQL said why before hanging up (a FATAL the client already has, as
+                # after pg_terminate_backend): end the same way a direct connection would.
+                client.close("server closed the connection after an error")
+            else:
+                client.server_died(str(exc) if exc else "the server closed the connection")
         if not self.shutting_down:
             pool.grow(time.monotonic())
 
