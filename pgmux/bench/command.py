@@ -52,7 +52,7 @@ def run(opts: BenchOptions) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     version = pgbouncer_version(pgbouncer) if pgbouncer else None
-    limit_note = raise_file_limit(max_client_conn(opts) * 2 + FD_MARGIN)
+    limit_note = raise_file_limit(max_client_conn(opts) + FD_MARGIN)
     notes += [limit_note] if limit_note else []
     report = Report(meta=describe(opts, targets, version), notes=notes + user_notes(targets))
     benchmark(opts, targets, report, pgbouncer, version)

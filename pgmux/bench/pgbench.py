@@ -17,21 +17,12 @@ from pathlib import Path
 # "tps = N (including reconnection times)", the figure that counts connection set-up.
 _TPS = re.compile(r"^tps = ([0-9.]+)", re.MULTILINE)
 _LATENCY = re.compile(r"^latency average = ([0-9.]+) ms", re.MULTILINE)
+_CONNECT = re.compile(r"^initial connection time = ([0-9.]+) ms", re.MULTILINE)
 _FAILED = re.compile(r"^number of failed transactions: ([0-9]+)", re.MULTILINE)
 _ABORTED = re.compile(r"^pgbench: error: client [0-9]+ .*aborted", re.MULTILINE)
 
 # pgbench's exit status: 1 = bad options or no initial connection, 2 = errors during the run.
 EXIT_COULD_NOT_START = 1
-
-# pgbench's -T clock starts before its clients connect, and 500 SCRAM logins take seconds on a
-# small machine (5 s on 2 cores): without an allowance a short run could end before its first
-# transaction. The tps figure leaves the connection phase out either way.
-CLIENTS_PER_EXTRA_SECOND = 80
-
-
-def run_duration(seconds: int, clients: int) -> int:
-    """pgbench's -T for a run meant to measure `seconds` at `clients` clients."""
-    return seconds + clients // CLIENTS_PER_EXTRA_SECOND
 
 
 @dataclass(frozen=True)
@@ -40,6 +31,7 @@ class PgbenchSummary:
 
     tps: float | None
     latency_ms: float | None
+    connect_ms: float | None
     failed_transactions: int
     aborted_clients: int
 
@@ -49,9 +41,35 @@ def parse_summary(stdout: str, stderr: str) -> PgbenchSummary:
     return PgbenchSummary(
         tps=_float(_TPS, stdout),
         latency_ms=_float(_LATENCY, stdout),
+        connect_ms=_float(_CONNECT, stdout),
         failed_transactions=int(_first(_FAILED, stdout) or 0),
         aborted_clients=len(_ABORTED.findall(stderr)),
     )
+
+
+# pgbench's -T clock starts before its clients connect, and 500 SCRAM logins take seconds on a
+# small machine (5 s on 2 idle cores, more on a busy one): without an allowance a short run could
+# end before its first transaction. The tps figure leaves the connection phase out either way.
+CLIENTS_PER_EXTRA_SECOND = 50
+
+
+def run_duration(seconds: int, clients: int) -> int:
+    """pgbench's -T for a run meant to measure `seconds` at `clients` clients."""
+    return seconds + clients // CLIENTS_PER_EXTRA_SECOND
+
+
+def retry_duration(summary: PgbenchSummary, duration: int, seconds: int) -> int | None:
+    """A longer -T when connecting left less than half of `seconds` to measure, else None.
+
+    A run that processed no transaction prints no connection time; it is taken to have spent
+    the whole of `duration` connecting.
+    """
+    if summary.tps is not None and summary.connect_ms is None:
+        return None  # -C runs print no initial connection time: connecting is what they measure
+    connect_s = duration if summary.connect_ms is None else summary.connect_ms / 1000
+    if duration - connect_s >= seconds / 2:
+        return None
+    return seconds + math.ceil(1.5 * connect_s)
 
 
 def count_failures(summary: PgbenchSummary, returncode: int) -> int:
@@ -112,13 +130,12 @@ def pgbench_argv(
     user: str,
     dbname: str,
     clients: int,
-    seconds: int,
+    duration: int,
     threads: int,
     workload_args: Sequence[str],
     log_prefix: Path,
 ) -> list[str]:
-    """The command line of one timed run; `-n` because the tables were vacuumed at set-up."""
-    duration = run_duration(seconds, clients)
+    """The command line of one run of `duration` seconds; `-n`: tables were vacuumed at set-up."""
     return [
         pgbench,
         "-h", host, "-p", str(port), "-U", user,

@@ -251,8 +251,9 @@ def render(report: Report, markdown: bool = False) -> str:
     """The whole report as text (for stdout) or Markdown (results.md)."""
     cells = pgbench_cells(report.runs)
     out: list[str] = ["# pgmux benchmark results", ""] if markdown else []
-    if cells or report.not_run:
-        out += [format_table(MAIN_HEADERS, main_rows(cells, report.not_run), markdown), ""]
+    rows = main_rows(cells, report.not_run)
+    if rows:
+        out += [format_table(MAIN_HEADERS, rows, markdown), ""]
     idle = idle_cells(report.idle_runs)
     if idle:
         out += ["Idle connections (pooler resident memory):", ""] if markdown else ["Idle:"]

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -26,11 +27,13 @@ from pgmux.bench.idle import Credentials, hold_idle
 from pgmux.bench.options import BenchOptions
 from pgmux.bench.pgbench import (
     EXIT_COULD_NOT_START,
+    PgbenchSummary,
     count_failures,
     error_line,
     p99_from_logs,
     parse_summary,
     pgbench_argv,
+    retry_duration,
     run_duration,
 )
 from pgmux.bench.progress import Progress
@@ -43,12 +46,15 @@ from pgmux.bench.targets import (
     PoolSettings,
     pgmux_command,
     render_ini,
-    render_userlist,
     start_pooler,
 )
 from pgmux.bench.workloads import Workload, unsupported_reason
+from pgmux.testing import free_port
+from pgmux.testing.pooler import render_userlist
 
 FD_MARGIN = 1000  # descriptors beyond the client connections: logs, pgbench threads, slack
+# Seconds a pooler's memory is left to settle (workers forked, crowd logged in) before a reading.
+SETTLE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -150,12 +156,10 @@ def endpoint(session: Session, workload: Workload, target: str) -> Iterator[Endp
         auth_file=session.work / "userlist.txt", pool_size=session.opts.pool_size,
         max_client_conn=max_client_conn(session.opts), socket_dir=run_dir,
     )  # fmt: skip
-    from pgmux.testing import free_port
-
     port = free_port()
     ini = run_dir / f"{target}.ini"
-    ini.write_text(render_ini(pool, name=target, port=port, run_dir=run_dir,
-                              workers=session.opts.workers))  # fmt: skip
+    workers = session.opts.workers
+    ini.write_text(render_ini(pool, name=target, port=port, run_dir=run_dir, workers=workers))
     if target == PGBOUNCER:
         assert session.pgbouncer is not None
         pooler = start_pooler(target, [session.pgbouncer, str(ini)], port=port, run_dir=run_dir)
@@ -171,28 +175,45 @@ def endpoint(session: Session, workload: Workload, target: str) -> Iterator[Endp
 def measure(
     session: Session, workload: Workload, ep: Endpoint, clients: int, round_no: int
 ) -> RunResult:
-    """One timed pgbench run against `ep`, with the pooler's CPU time over the run."""
+    """One timed pgbench run against `ep`, run again longer if connecting ate most of it."""
+    seconds = session.opts.seconds
+    duration = run_duration(seconds, clients)
+    while True:
+        done, summary, p99, cpu = _timed_run(session, workload, ep, clients, duration)
+        longer = retry_duration(summary, duration, seconds) if done.returncode == 0 else None
+        if longer is None or longer <= duration:
+            break
+        session.progress.note(
+            f"{workload.name} c={clients} {ep.target}: connecting left too little of {duration} s;"
+            f" running again for {longer} s"
+        )
+        duration = longer
+    could_not_start = done.returncode == EXIT_COULD_NOT_START
+    return RunResult(
+        workload.name, ep.target, clients, round_no, summary.tps, summary.latency_ms, p99,
+        count_failures(summary, done.returncode), cpu,
+        error_line(done.stderr) if could_not_start else None,
+    )  # fmt: skip
+
+
+def _timed_run(
+    session: Session, workload: Workload, ep: Endpoint, clients: int, duration: int
+) -> tuple[subprocess.CompletedProcess[str], PgbenchSummary, float | None, float | None]:
+    """pgbench for `duration` seconds: its output, summary, p99 ms and the pooler's CPU s."""
     log_dir = Path(tempfile.mkdtemp(prefix="pgbench-log-", dir=session.work))
     try:
         argv = pgbench_argv(
             session.db.pgbench, host=ep.host, port=ep.port,
             user=session.db.user_for(workload.auth_type), dbname=session.db.dbname,
-            clients=clients, seconds=session.opts.seconds,
-            threads=min(clients, os.cpu_count() or 1),
+            clients=clients, duration=duration, threads=min(clients, os.cpu_count() or 1),
             workload_args=_workload_args(session, workload), log_prefix=log_dir / "tx",
         )  # fmt: skip
         cpu_before = ep.pooler.cpu_seconds() if ep.pooler else 0.0
-        done = _run_pgbench(argv, run_duration(session.opts.seconds, clients))
+        done = _run_pgbench(argv, duration)
         cpu = ep.pooler.cpu_seconds() - cpu_before if ep.pooler else None
         if ep.pooler:
             ep.pooler.check_alive()
-        summary = parse_summary(done.stdout, done.stderr)
-        could_not_start = done.returncode == EXIT_COULD_NOT_START
-        return RunResult(
-            workload.name, ep.target, clients, round_no, summary.tps, summary.latency_ms,
-            p99_from_logs(log_dir), count_failures(summary, done.returncode), cpu,
-            error_line(done.stderr) if could_not_start else None,
-        )  # fmt: skip
+        return done, parse_summary(done.stdout, done.stderr), p99_from_logs(log_dir), cpu
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
 
@@ -240,9 +261,10 @@ def run_idle_workload(session: Session, workload: Workload, targets: tuple[str, 
                 session.progress.start(f"{workload.name} c={clients} {target} round {round_no}")
                 with endpoint(session, workload, target) as ep:
                     assert ep.pooler is not None
+                    time.sleep(SETTLE_S)
                     before = ep.pooler.rss_kb()
                     creds = Credentials(ep.host, ep.port, user, PASSWORD, session.db.dbname)
-                    opened, after, error = hold_idle(creds, clients, ep.pooler.rss_kb)
+                    opened, after, error = hold_idle(creds, clients, ep.pooler.rss_kb, SETTLE_S)
                     ep.pooler.check_alive()
                 session.report.idle_runs.append(IdleResult(
                     workload.name, target, clients, round_no, opened, before, after, error

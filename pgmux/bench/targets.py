@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgmux.bench import procstat
+from pgmux.testing import pooler as testing_pooler
 
 DIRECT = "direct"
 PGBOUNCER = "pgbouncer"
@@ -76,19 +77,8 @@ def render_ini(pool: PoolSettings, *, name: str, port: int, run_dir: Path, worke
     }
     if name == PGMUX:
         settings["workers"] = str(workers)
-    lines = [
-        "[databases]",
-        f"{pool.dbname} = host={pool.pg_host} port={pool.pg_port} dbname={pool.dbname}",
-        "",
-        "[pgbouncer]",
-        *(f"{key} = {value}" for key, value in settings.items()),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def render_userlist(secrets: Mapping[str, str]) -> str:
-    """An auth_file: one `"user" "secret"` line per user."""
-    return "".join(f'"{user}" "{secret}"\n' for user, secret in secrets.items())
+    database = f"host={pool.pg_host} port={pool.pg_port} dbname={pool.dbname}"
+    return testing_pooler.render_ini({pool.dbname: database}, settings)
 
 
 def find_pgbouncer() -> str | None:

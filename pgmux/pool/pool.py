@@ -100,8 +100,15 @@ class Pool:
         self.sv_login: Members = {}
         # What the first server told us at login (server_version, ...): replayed to clients.
         self.server_params: dict[str, str] = {}
+        # Startup parameters already validated on a server -> PostgreSQL's spelling of them.
+        self.parameter_cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         self.last_login_error: Exception | None = None
         self.last_login_error_at = 0.0
+
+    def server_params_for(self, wanted: dict[str, str]) -> dict[str, str]:
+        """The server defaults for the names in ``wanted`` (to tell whether it differs)."""
+        defaults = self.server_params
+        return {name: defaults[name] for name in wanted if name in defaults}
 
     # -- membership ----------------------------------------------------------------------
 

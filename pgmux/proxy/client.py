@@ -177,7 +177,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         if server is None:
             self._queue(view, end)
             return None
-        self._link(server)
+        self.link(server)
         return server
 
     def _queue(self, view: memoryview, end: int) -> None:
@@ -187,7 +187,7 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     def assign(self, server: ServerConnection) -> None:
         """The pool hands this waiting client a server: link and send what was queued."""
-        self._link(server)
+        self.link(server)
         if self.reader is not None:  # still logging in (session mode links at login)
             if self.assigned is not None and not self.assigned.done():
                 self.assigned.set_result(None)
@@ -198,12 +198,13 @@ class ClientConnection(asyncio.BufferedProtocol):
             self._forward(memoryview(pending), 0, len(pending))
         self.resume_reading()
 
-    def _link(self, server: ServerConnection) -> None:
+    def link(self, server: ServerConnection) -> None:
         self.server = server
         server.client = self
         server.link_time = self.request_time
         self.stats.server_assignment_count += 1
-        if server.tracked != self.params:
+        # During login the parameters are applied (and awaited) by the login itself.
+        if server.tracked != self.params and self.reader is None:
             server.sync_parameters(self)
         if server.writing_paused:
             self.pause_reading()

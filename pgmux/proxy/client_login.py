@@ -23,6 +23,7 @@ from pgmux.protocol.errors import (
     INVALID_AUTHORIZATION_SPECIFICATION,
     INVALID_PASSWORD,
     PROTOCOL_VIOLATION,
+    SYNTAX_ERROR,
     TOO_MANY_CONNECTIONS,
     PgmuxError,
 )
@@ -108,7 +109,12 @@ async def login(pooler: Pooler, client: ClientConnection) -> None:
         return
     entry = pooler.resolve_database(database)
     credentials = await authenticate(pooler, client, user, database)
-    client.startup = startup_parameters(params, pooler.ignore_startup_parameters)
+    try:
+        client.startup = startup_parameters(params, pooler.ignore_startup_parameters)
+    except ValueError as exc:  # a malformed ``options``: PostgreSQL's FATAL 42601, not a crash
+        raise PgmuxError(
+            SYNTAX_ERROR, str(exc), hint="options takes space-separated -c name=value settings"
+        ) from None
     pool = pooler.get_pool(entry, database, user, credentials)
     await pooler.welcome(client, pool)
 

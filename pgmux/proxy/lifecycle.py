@@ -13,6 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from pgmux.auth.userlist import load_userlist
 from pgmux.config import diff_for_reload, load_config
 from pgmux.pool.pool import Pool
 
@@ -72,18 +73,28 @@ class Lifecycle:
                 server.close("KILL")
 
     def reload(self) -> None:
+        """Re-read the config file (``conffile``) and the auth_file; on any error keep both.
+
+        Settings that need a restart keep their running values, so that SHOW CONFIG shows what
+        is in force.
+        """
         pooler = self.pooler
-        path = pooler.config.path
-        if path is None:
+        old = pooler.config
+        path = old.get_str("conffile") or old.path
+        if not path:
             raise ValueError("pgmux was not started from a config file")
         new = load_config(path)
+        auth_file = new.get_str("auth_file")
+        if auth_file:
+            load_userlist(auth_file)  # fail here, before apply_config changes anything
         for warning in new.warnings:
             log.warning("%s", warning)
-        changed, restart_needed = diff_for_reload(pooler.config, new)
+        changed, restart_needed = diff_for_reload(old, new)
         for key in restart_needed:
             log.warning("config key %r changed; it takes effect only after a restart", key)
+            new.settings[key] = old.settings[key]
         pooler.apply_config(new)
-        log.info("config reloaded (%d changed keys)", len(changed) + len(restart_needed))
+        log.info("config reloaded (%d changed keys)", len(changed))
 
     def request_shutdown(self, *, graceful: bool) -> None:
         if self._shutdown_task is None:
@@ -95,6 +106,8 @@ class Lifecycle:
         pooler.stop_listening()
         log.info("shutting down (%s)", "waiting for transactions" if graceful else "now")
         if graceful:
+            for pool in pooler.pools.values():
+                pool.paused = True  # a client between transactions starts no new one
             timeout = pooler.config.get_float("shutdown_timeout")
             try:
                 await asyncio.wait_for(self._drain(), timeout or None)
@@ -108,14 +121,16 @@ class Lifecycle:
         self.stopped.set()
 
     async def _drain(self) -> None:
-        """Close clients as soon as they are between transactions; wait for the rest."""
+        """Close clients as soon as they are between transactions; wait for the rest.
+
+        A client without a server is between transactions, or waiting for a server it will
+        not get now that the pools are paused: its query has not started, so it goes too.
+        """
         pooler = self.pooler
         while True:
             for client in list(pooler.clients):
-                if client.reader is not None or (client.server is None and not client.pending):
-                    client.fail(pooler.shutdown_error())
-                elif client.server is not None and client.scanner.idle \
-                        and client.server.tx_status == ord("I"):
+                server = client.server
+                if server is None or (client.scanner.idle and server.tx_status == ord("I")):
                     client.fail(pooler.shutdown_error())
             if not pooler.clients:
                 return

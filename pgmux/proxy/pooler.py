@@ -286,7 +286,9 @@ class Pooler:
         except PgmuxError as error:
             client.fail(error)
         except ServerError as error:
-            client.send(m.message(m.ERROR_RESPONSE, _server_error_body(error)))
+            # During login every error is FATAL, as PostgreSQL's own startup errors are.
+            fields = {**error.fields, "S": "FATAL", "V": "FATAL"}
+            client.send(m.message(m.ERROR_RESPONSE, _server_error_body(ServerError(fields))))
             client.close(error.message)
         except TimeoutError:
             client.fail(PgmuxError(CONNECTION_FAILURE, "client_login_timeout: login took too long"))
@@ -313,13 +315,17 @@ class Pooler:
         pool.stats.client_login_count += 1
         pid = random_secrets.randbelow(2**31 - 1) + 1
         if client.pool_mode == "session":
-            server = await self._session_server(client, pool)
+            server = await self._login_server(client, pool)
+            await self._apply_parameters(client, server)
             pid = server.backend_pid or pid
+        elif client.params != pool.server_params_for(client.params):
+            await self._check_parameters(client, pool)
         key = random_secrets.randbits(32)
         client.cancel_key = (pid, key)
         self.cancel_keys[client.cancel_key] = client
+        # Only what PostgreSQL itself reports, in its spelling (UTF8 for utf8, ...).
         reported = dict(pool.server_params)
-        reported.update(client.params)
+        reported.update((k, v) for k, v in client.params.items() if k in reported)
         client.send(m.parameter_status_block(reported) + m.backend_key_data(pid, key)
                     + m.ready_for_query())
         self._enter_forwarding(client)
@@ -341,7 +347,8 @@ class Pooler:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _session_server(self, client: ClientConnection, pool: Pool) -> ServerConnection:
+    async def _login_server(self, client: ClientConnection, pool: Pool) -> ServerConnection:
+        """A server for a client still logging in (waiting in line like any other client)."""
         server = pool.acquire(client, time.monotonic())
         if server is None:
             client.assigned = self.loop.create_future()
@@ -349,11 +356,39 @@ class Pooler:
             server = client.server
             assert server is not None
         else:
-            client.server = server
-            server.client = client
-        if server.tracked != client.params:
-            server.sync_parameters(client)
+            client.link(server)
         return server
+
+    async def _apply_parameters(self, client: ClientConnection, server: ServerConnection) -> None:
+        """SET the client's parameters on ``server`` and wait: a bad value fails the login
+        with PostgreSQL's own error, and the replies give PostgreSQL's spelling of each value.
+        """
+        done: asyncio.Future[ServerError | None] = self.loop.create_future()
+        if not server.sync_parameters(client, done.set_result):
+            return
+        error = await done
+        if error is not None:
+            # The failed SETs were rolled back, but pgmux's record of them was not: start over.
+            client.server = None
+            server.client = None
+            server.pool.remove_server(server)
+            server.close("parameters rejected at login")
+            raise error
+
+    async def _check_parameters(self, client: ClientConnection, pool: Pool) -> None:
+        """Transaction mode: validate startup parameters once per distinct set, on any server."""
+        key = tuple(sorted(client.startup.items()))
+        known = pool.parameter_cache.get(key)
+        if known is not None:
+            client.params = dict(known)
+            return
+        server = await self._login_server(client, pool)
+        await self._apply_parameters(client, server)
+        client.server = None
+        server.client = None
+        pool.server_ready(server, time.monotonic())
+        if len(pool.parameter_cache) < 1000:
+            pool.parameter_cache[key] = dict(client.params)
 
     def _enter_forwarding(self, client: ClientConnection) -> None:
         reader = client.reader

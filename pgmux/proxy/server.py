@@ -193,11 +193,15 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.internal = InternalQuery(on_done, client)
         self.transport.write(m.query(sql))
 
-    def sync_parameters(self, client: Any) -> None:
+    def sync_parameters(
+        self,
+        client: Any,
+        on_done: Callable[[ServerError | None], None] | None = None,
+    ) -> bool:
         """Bring the session parameters in line with ``client`` before its query goes out.
 
         Parameters a previous client set at startup that this one did not are RESET, so no
-        client ever runs with another's settings.
+        client ever runs with another's settings. Returns False when nothing needed doing.
         """
         tracked = self.tracked
         wanted = client.params
@@ -212,8 +216,10 @@ class ServerConnection(asyncio.BufferedProtocol):
             del tracked[name]
         for name, value in wanted.items():
             tracked[name] = value  # corrected by the ParameterStatus replies, if any
-        if statements:
-            self.run_internal(";".join(statements), None, client)
+        if not statements:
+            return False
+        self.run_internal(";".join(statements), on_done, client)
+        return True
 
     def start_check(self) -> None:
         """server_check_query before reuse: the pool hands the server on when it answers."""
