@@ -63,10 +63,15 @@ class PoolSettings:
 
 @dataclass
 class Counters:
-    """Server connection counts shared by every pool of one database or one user."""
+    """Server connection counts shared by every pool of one database or one user.
+
+    ``pools`` lists every pool sharing these counts, so that a pool blocked by
+    max_db_connections or max_user_connections can close an idle server of a sibling pool.
+    """
 
     by_db: dict[str, int] = field(default_factory=dict)
     by_user: dict[str, int] = field(default_factory=dict)
+    pools: list[Pool] = field(default_factory=list)
 
 
 class Pool:
@@ -104,6 +109,7 @@ class Pool:
         self.parameter_cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         self.last_login_error: Exception | None = None
         self.last_login_error_at = 0.0
+        counters.pools.append(self)
 
     def server_params_for(self, wanted: dict[str, str]) -> dict[str, str]:
         """The server defaults for the names in ``wanted`` (to tell whether it differs)."""
@@ -219,16 +225,34 @@ class Pool:
     # -- growing -----------------------------------------------------------------------------
 
     def limit_reached(self, now: float) -> bool:
+        return self._pool_full(now) or self._shared_full()
+
+    def _pool_full(self, now: float) -> bool:
+        size = self.settings.pool_size
+        return size > 0 and self.server_count >= size and not self._reserve_allowed(now)
+
+    def _shared_full(self) -> bool:
         settings = self.settings
-        size = settings.pool_size
-        if size > 0 and self.server_count >= size:
-            if not self._reserve_allowed(now):
-                return True
         if settings.max_db_connections > 0:
             if self.counters.by_db.get(self.database, 0) >= settings.max_db_connections:
                 return True
         if settings.max_user_connections > 0:
             if self.counters.by_user.get(self.user, 0) >= settings.max_user_connections:
+                return True
+        return False
+
+    def _evict_sibling_idle(self) -> bool:
+        """Close an idle server of another pool sharing the full database/user limit."""
+        settings = self.settings
+        for other in self.counters.pools:
+            if other is self or not other.sv_idle:
+                continue
+            same_db = settings.max_db_connections > 0 and other.database == self.database
+            same_user = settings.max_user_connections > 0 and other.user == self.user
+            if same_db or same_user:
+                server = next(iter(other.sv_idle))  # the one idle the longest
+                other.remove_server(server)
+                server.close("evicted: max_db_connections/max_user_connections reached")
                 return True
         return False
 
@@ -253,7 +277,9 @@ class Pool:
             return
         wanted = len(self.cl_waiting) - len(self.sv_login) - len(self.sv_tested)
         wanted = max(wanted, self.settings.min_pool_size - self.server_count)
-        while wanted > 0 and not self.limit_reached(now):
+        while wanted > 0 and not self._pool_full(now):
+            if self._shared_full() and not (self.cl_waiting and self._evict_sibling_idle()):
+                break
             self._launch(self)
             wanted -= 1
 

@@ -63,6 +63,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.application_name = ""
         self.pool_mode = "session"
         self.releases = False  # whether ReadyForQuery may give the server back (not session)
+        self.statement_mode = False
         self.stats = PoolStats()  # the pool's counters once logged in
         self.cancel_key = (0, 0)
         self.connect_time = time.monotonic()
@@ -106,7 +107,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             carry = self.carry
             if carry:
                 self.carry = b""
-                self._on_data(self.carry_view, len(carry) + nbytes)
+                self.on_data(self.carry_view, len(carry) + nbytes)
                 return
             # The hot path, inlined: a linked client forwards; an unlinked one asks its pool.
             view = SHARED.view
@@ -151,7 +152,7 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     # -- forwarding ----------------------------------------------------------------------
 
-    def _on_data(self, view: memoryview, end: int) -> None:
+    def on_data(self, view: memoryview, end: int) -> None:
         self.request_time = _monotonic()
         if self.server is not None or self._server_for(view, end) is not None:
             self._forward(view, 0, end)
@@ -247,14 +248,16 @@ class ClientConnection(asyncio.BufferedProtocol):
                     and not self.carry:
                 self._unlink(server, now)
                 self.pool.server_ready(server, now)  # type: ignore[union-attr]
-        elif self.pool_mode == "statement" and pending <= 0:
-            self.fail(
-                PgmuxError(
-                    ACTIVE_SQL_TRANSACTION,
-                    "transaction blocks are not allowed in statement pooling mode; "
-                    "use autocommit or a pool in transaction mode",
-                )
+
+    def refuse_transaction_block(self) -> None:
+        """Statement mode: the server just opened a transaction block for this client."""
+        self.fail(
+            PgmuxError(
+                ACTIVE_SQL_TRANSACTION,
+                "transaction blocks are not allowed in statement pooling mode; "
+                "use autocommit or a pool in transaction mode",
             )
+        )
 
     def _unlink(self, server: ServerConnection, now: float) -> None:
         server.client = None

@@ -28,12 +28,22 @@ class Lifecycle:
         self.pooler = pooler
         self.stopped = asyncio.Event()
         self._shutdown_task: asyncio.Task[None] | None = None
+        # PAUSE covers pools created later too (a user's first login after PAUSE).
+        self.paused_all = False
+        self.paused_dbs: set[str] = set()
+
+    def is_paused(self, db: str) -> bool:
+        return self.paused_all or db in self.paused_dbs
 
     def _pools(self, db: str | None) -> list[Pool]:
         return [p for p in self.pooler.pools.values() if db is None or p.database == db]
 
     async def pause(self, db: str | None) -> None:
         """New transactions wait; return once every server connection is closed."""
+        if db is None:
+            self.paused_all = True
+        else:
+            self.paused_dbs.add(db)
         pools = self._pools(db)
         for pool in pools:
             pool.paused = True
@@ -45,7 +55,14 @@ class Lifecycle:
 
     def resume(self, db: str | None) -> None:
         now = time.monotonic()
+        if db is None:
+            self.paused_all = False
+            self.paused_dbs.clear()
+        else:
+            self.paused_dbs.discard(db)
         for pool in self._pools(db):
+            if self.is_paused(pool.database):
+                continue
             pool.paused = False
             while pool.cl_waiting and pool.sv_idle:
                 pool.server_ready(pool.sv_idle.popitem()[0], now)

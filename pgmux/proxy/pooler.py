@@ -169,6 +169,7 @@ class Pooler:
         if pool is None:
             pool = Pool(database, user, self.pool_settings(entry, user), self.counters,
                         self._launch)
+            pool.paused = self.lifecycle.is_paused(database)
             self.pools[key] = pool
             self.servers_by_pool[pool] = {}
         target = self._target(entry, database, server_user, credentials)
@@ -310,6 +311,7 @@ class Pooler:
         client.stats = pool.stats
         client.pool_mode = pool.settings.pool_mode
         client.releases = client.pool_mode != "session"
+        client.statement_mode = client.pool_mode == "statement"
         client.params = client_parameters(pool.server_params, client.startup, self.tracked)
         pool.add_client(client)
         pool.stats.client_login_count += 1
@@ -395,9 +397,11 @@ class Pooler:
         assert reader is not None
         rest = reader.take_rest()
         client.reader = None
-        if rest:
-            client.carry = rest
-            client.buffer_updated(0)
+        if rest:  # the client pipelined its first query behind the login
+            try:
+                client.on_data(memoryview(bytearray(rest)), len(rest))
+            except PgmuxError as error:
+                client.fail(error)
 
     async def admin_welcome(self, client: ClientConnection) -> None:
         client.send(m.AUTHENTICATION_OK)

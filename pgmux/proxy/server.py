@@ -91,6 +91,9 @@ class ServerConnection(asyncio.BufferedProtocol):
         if client is None or self.reader is not None or self.internal is not None:
             self._not_relaying(view, nbytes)
             return
+        if client.statement_mode:
+            self._relay_statement_mode(client, view, nbytes)
+            return
         # The hot path, inlined: forward, then look at the headers of what was forwarded.
         transport = client.transport
         transport.write(view[:nbytes])
@@ -106,6 +109,22 @@ class ServerConnection(asyncio.BufferedProtocol):
             client.server_ready(self, scanner.status, scanner.ready_count)
         elif scanner.parameters:
             self._parameters_changed(scanner.parameters, client)
+
+    def _relay_statement_mode(self, client: Any, view: memoryview, nbytes: int) -> None:
+        """Statement mode looks before it forwards: a transaction block must not look opened."""
+        scanner = self.scanner
+        scanner.feed(view, 0, nbytes)
+        if scanner.ready_count and scanner.status != m.TX_IDLE:
+            self.tx_status = scanner.status
+            client.refuse_transaction_block()
+            return
+        write_chunk(client.transport, view[:nbytes])
+        self.pool.stats.sent += nbytes
+        if scanner.parameters:
+            self._parameters_changed(scanner.parameters, client)
+        if scanner.ready_count:
+            self.tx_status = scanner.status
+            client.server_ready(self, scanner.status, scanner.ready_count)
 
     def _not_relaying(self, view: memoryview, nbytes: int) -> None:
         if self.reader is not None:
@@ -299,7 +318,8 @@ class ServerConnection(asyncio.BufferedProtocol):
 
 
 def quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    # E'' reads the same whatever standard_conforming_strings a previous client left behind.
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def quote_ident(name: str) -> str:
