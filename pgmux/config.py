@@ -208,6 +208,18 @@ _POOLS = (
            "prepared on each server connection (least recently used are closed first). A client's "
            "statement is prepared again on whichever server connection it lands on. 0 turns this "
            "tracking off."),
+    _count("max_client_prepared_statements", 10000,
+           "pgmux-only. Named prepared statements one client may hold at once in transaction and "
+           "statement mode; a client going past it is disconnected with an error naming this "
+           "setting, so that no client can make pgmux's memory grow without bound."),
+    Setting("session_state", "enum", "pin", True,
+            "pgmux-only. What transaction and statement mode do when a client runs something "
+            "whose effect outlives the transaction (SET other than the tracked parameters, "
+            "LISTEN, session advisory locks, temporary tables, WITH HOLD cursors, SQL PREPARE, "
+            "LOAD): `pin` keeps that server connection for the client until it disconnects or "
+            "releases the state; `error` refuses the statement; `allow` lets it through as "
+            "PgBouncer does, so the state may reach the next client.",
+            choices=("pin", "error", "allow")),
 )
 
 _SERVERS = (

@@ -68,8 +68,7 @@ class AuthQuery:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             try:
-                server = await self._connection(key, auth_user)
-                return await self._run(server, cfg.get_str("auth_query"), user)
+                return await self._lookup(key, auth_user, user)
             except (ServerError, PgmuxError, OSError, ConnectionError) as exc:
                 stale = self._connections.pop(key, None)
                 if stale is not None:
@@ -80,6 +79,24 @@ class AuthQuery:
                     "could not look up the user's password (auth_query failed); "
                     "check auth_user and its password in auth_file",
                 ) from None
+
+    async def _lookup(
+        self, key: tuple[str | None, int, str], auth_user: str, user: str
+    ) -> str | None:
+        sql = self.pooler.config.get_str("auth_query")
+        server = self._connections.get(key)
+        if server is not None and not server.closed:
+            try:
+                return await self._run(server, sql, user)
+            except (ServerError, OSError, ConnectionError) as exc:
+                if isinstance(exc, ServerError) and exc.severity != "FATAL":
+                    raise
+                # The kept connection died while idle (pg_terminate_backend, a server restart,
+                # idle_session_timeout) and pgmux had not noticed yet: one try on a new one.
+                log.info("auth_query connection lost (%s); reconnecting", exc)
+                del self._connections[key]
+                server.close("auth_query connection lost")
+        return await self._run(await self._connection(key, auth_user), sql, user)
 
     async def _connection(
         self, key: tuple[str | None, int, str], auth_user: str

@@ -27,6 +27,13 @@ from pgmux.protocol.errors import (
 )
 from pgmux.protocol.framing import FRONTEND_TYPES, FrontendScanner
 from pgmux.proxy.buffers import BUFFER_SIZE, SHARED, MessageReader
+from pgmux.proxy.statements import (
+    BASE_INTERCEPT,
+    STATEMENT_INTERCEPT,
+    TRACKED_INTERCEPT,
+    ClientStatements,
+    intercept,
+)
 
 if TYPE_CHECKING:
     from pgmux.proxy.pooler import Pooler
@@ -52,7 +59,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.reader: MessageReader | None = MessageReader(pooler.max_packet_size)
         self.pool: Pool | None = None
         self.server: ServerConnection | None = None
-        self.scanner = FrontendScanner(max_length=pooler.max_packet_size)
+        self.scanner = FrontendScanner(BASE_INTERCEPT, pooler.max_packet_size)
         self.carry = b""  # unscanned tail of the last read, fed again before the next one
         self.carry_view = SHARED.view
         self.pending = bytearray()  # bytes waiting for a server
@@ -64,6 +71,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.pool_mode = "session"
         self.releases = False  # whether ReadyForQuery may give the server back (not session)
         self.statement_mode = False
+        self.statements: ClientStatements | None = None  # transaction/statement mode only
+        self.tracking = False  # this link's replies go through the ResponseQueue
         self.stats = PoolStats()  # the pool's counters once logged in
         self.cancel_key = (0, 0)
         self.connect_time = time.monotonic()
@@ -94,7 +103,9 @@ class ClientConnection(asyncio.BufferedProtocol):
             return SHARED.view
         # The unscanned tail goes first so that the scanner sees one contiguous stream.
         size = len(carry)
-        view = SHARED.view if size <= BUFFER_SIZE // 2 else memoryview(bytearray(size + BUFFER_SIZE))
+        view = (
+            SHARED.view if size <= BUFFER_SIZE // 2 else memoryview(bytearray(size + BUFFER_SIZE))
+        )
         view[:size] = carry
         self.carry_view = view
         return view[size:]
@@ -202,6 +213,11 @@ class ClientConnection(asyncio.BufferedProtocol):
     def link(self, server: ServerConnection) -> None:
         self.server = server
         server.client = self
+        statements = self.statements
+        if statements is not None and statements.used:
+            # A client with named statements has every reply of a link matched to its request.
+            self.tracking = True
+            self.scanner.intercept = TRACKED_INTERCEPT
         server.link_time = self.request_time
         self.stats.server_assignment_count += 1
         # During login the parameters are applied (and awaited) by the login itself.
@@ -215,22 +231,43 @@ class ClientConnection(asyncio.BufferedProtocol):
         assert server is not None and server.transport is not None
         scanner = self.scanner
         self.stats.received += end - pos
+        stop = scanner.feed(view, pos, end)
+        if stop == end:  # the hot path: nothing intercepted, one write
+            transport = server.transport
+            transport.write(view[pos:end])
+            if transport.get_write_buffer_size():
+                SHARED.renew()  # the transport kept a reference to the shared buffer
+            return
+        out = bytearray()
         while True:
-            stop = scanner.feed(view, pos, end)
-            if stop > pos:
-                transport = server.transport
-                transport.write(view[pos:stop])
-                if transport.get_write_buffer_size():
-                    SHARED.renew()  # the transport kept a reference to the shared buffer
+            out += view[pos:stop]
             if stop == end:
-                return
+                break
             length = scanner.stop_length
             if length == 0 or stop + length > end:
                 self.carry = bytes(view[stop:end])
+                break
+            kind = view[stop]
+            if kind == _TERMINATE:
+                self._write_to(server, out)
+                self.close_quietly()
                 return
-            # The only intercepted message is Terminate: the session is over.
-            self.close_quietly()
-            return
+            intercept(self, server, view[stop : stop + length], kind, out)
+            scanner.account(kind)
+            pos = stop + length
+            stop = scanner.feed(view, pos, end)
+        self._write_to(server, out)
+
+    @staticmethod
+    def _write_to(server: ServerConnection, out: bytearray) -> None:
+        if out and server.transport is not None:
+            server.transport.write(out)
+
+    def inspect(self, msg: memoryview, kind: int) -> None:
+        """Look at a Query or Parse for effects on session state or on databases."""
+        inspector = self.pooler.inspector
+        if inspector is not None:
+            inspector.inspect(self, msg, kind)
 
     def server_ready(self, server: ServerConnection, status: int, count: int) -> None:
         """ReadyForQuery from our server: the one place that decides on giving it back."""
@@ -244,8 +281,14 @@ class ClientConnection(asyncio.BufferedProtocol):
         if status == _IDLE:
             stats.xact_count += 1
             stats.xact_time_us += int((now - server.link_time) * 1_000_000)
-            if self.releases and pending <= 0 and not scanner.partial and not scanner.skip \
-                    and not self.carry:
+            if (
+                self.releases
+                and pending <= 0
+                and not scanner.partial
+                and not scanner.skip
+                and not self.carry
+                and not (self.tracking and self.statements.queue)
+            ):  # type: ignore[union-attr]
                 self._unlink(server, now)
                 self.pool.server_ready(server, now)  # type: ignore[union-attr]
 
@@ -262,6 +305,9 @@ class ClientConnection(asyncio.BufferedProtocol):
     def _unlink(self, server: ServerConnection, now: float) -> None:
         server.client = None
         self.server = None
+        if self.statements is not None:
+            self.tracking = False
+            self.scanner.intercept = STATEMENT_INTERCEPT
         server.idle_since = now
         if server.reading_paused:
             server.resume_reading()

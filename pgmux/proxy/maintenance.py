@@ -72,7 +72,7 @@ async def janitor(pooler: Pooler) -> None:
 def sweep(pooler: Pooler, now: float) -> None:
     for pool in list(pooler.pools.values()):
         _waiting_clients(pooler, pool, now)
-        _active_clients(pool, now)
+        _active_clients(pooler, pool, now)
         _idle_servers(pool, now)
         pool.grow(now)
 
@@ -91,7 +91,7 @@ def _waiting_clients(pooler: Pooler, pool: Pool, now: float) -> None:
             ))
 
 
-def _active_clients(pool: Pool, now: float) -> None:
+def _active_clients(pooler: Pooler, pool: Pool, now: float) -> None:
     settings = pool.settings
     for client in list(pool.cl_active):
         server = client.server
@@ -104,6 +104,9 @@ def _active_clients(pool: Pool, now: float) -> None:
         busy = not client.scanner.idle
         if busy and settings.query_timeout > 0 and \
                 now - client.request_time >= settings.query_timeout:
+            # Closing the server connection alone would leave the query running (and holding
+            # its locks) until it next writes: cancel it first, as a client would.
+            pooler.cancel(*client.cancel_key)
             client.fail(PgmuxError(QUERY_CANCELED,
                                    f"query_timeout: query ran longer than "
                                    f"{settings.query_timeout:g} s"))

@@ -22,6 +22,7 @@ from pgmux.auth.secrets import secret_kind
 from pgmux.auth.userlist import load_userlist
 from pgmux.config import Config, DatabaseEntry, split_list
 from pgmux.pool.pool import Counters, Pool, PoolSettings
+from pgmux.protocol.prepared import Registry
 from pgmux.protocol import messages as m
 from pgmux.protocol.errors import (
     ADMIN_SHUTDOWN,
@@ -39,6 +40,7 @@ from pgmux.proxy.lifecycle import Lifecycle
 from pgmux.proxy.maintenance import StatsWindow
 from pgmux.proxy.params import client_parameters, tracked_names
 from pgmux.proxy.server import ServerConnection
+from pgmux.proxy.statements import STATEMENT_INTERCEPT, ClientStatements
 from pgmux.proxy.server_login import ServerTarget, open_server
 
 log = logging.getLogger("pgmux")
@@ -63,6 +65,8 @@ class Pooler:
         self.stats_window = StatsWindow()
         self.lifecycle = Lifecycle(self)
         self.credentials: dict[Pool, Credentials] = {}
+        self.registry = Registry()
+        self.inspector: Any = None
         self.apply_config(config)
 
     # -- configuration -------------------------------------------------------------------
@@ -74,6 +78,8 @@ class Pooler:
         self.admin_users = set(config.get_list("admin_users"))
         self.stats_users = set(config.get_list("stats_users")) | self.admin_users
         self.max_packet_size = config.get_int("max_packet_size")
+        self.max_prepared_statements = config.get_int("max_prepared_statements")
+        self.max_client_prepared_statements = config.get_int("max_client_prepared_statements")
         self.connect_timeout = config.get_float("server_connect_timeout") or None
         self.log_connections = config.get_bool("log_connections")
         self.log_disconnections = config.get_bool("log_disconnections")
@@ -312,6 +318,9 @@ class Pooler:
         client.pool_mode = pool.settings.pool_mode
         client.releases = client.pool_mode != "session"
         client.statement_mode = client.pool_mode == "statement"
+        if client.releases and self.max_prepared_statements > 0:
+            client.statements = ClientStatements(self.max_client_prepared_statements)
+            client.scanner.intercept = STATEMENT_INTERCEPT
         client.params = client_parameters(pool.server_params, client.startup, self.tracked)
         pool.add_client(client)
         pool.stats.client_login_count += 1
@@ -458,7 +467,8 @@ class Pooler:
             pool.remove_server(server)
             server.close("server_reset_query failed")
             return
-        # DISCARD ALL resets every parameter: what the server has now are its defaults.
+        # DISCARD ALL resets every parameter and deallocates every statement.
+        server.statements.clear()
         server.tracked = {k: v for k, v in pool.server_params.items() if k in server.tracked}
         pool.server_ready(server, time.monotonic())
 

@@ -9,6 +9,7 @@ port through SO_REUSEPORT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import resource
@@ -53,16 +54,34 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+class StartupError(Exception):
+    """pgmux could not start serving (the port is taken, the socket directory is missing...)."""
+
+
 async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     pooler = Pooler(config, loop)
     for warning in config.warnings:
         log.warning("%s", warning)
-    await pooler.listen()
+    # Before listening: whoever sees the port open may signal at once, and an unhandled
+    # SIGHUP would kill the process.
+    _handle_signals(loop, pooler)
+    try:
+        await pooler.listen()
+    except OSError as exc:
+        pooler.stop_listening()
+        raise StartupError(f"cannot listen: {exc}") from None
     addr = config.get_str("listen_addr")
     log.info("listening on %s:%d%s", addr, config.get_int("listen_port"),
              f" and {config.get_str('unix_socket_dir')}" if config.get_str("unix_socket_dir")
              else "")
+    maintenance = loop.create_task(janitor(pooler))
+    await pooler.lifecycle.stopped.wait()
+    maintenance.cancel()
+
+
+def _handle_signals(loop: asyncio.AbstractEventLoop, pooler: Pooler) -> None:
+    """SIGHUP reloads; SIGINT and SIGTERM shut down gracefully, a second one at once."""
     signals = 0
 
     def on_stop() -> None:
@@ -82,11 +101,6 @@ async def serve(config: Config) -> None:
     loop.add_signal_handler(signal.SIGINT, on_stop)
     loop.add_signal_handler(signal.SIGTERM, on_stop)
     loop.add_signal_handler(signal.SIGHUP, on_reload)
-    maintenance = loop.create_task(janitor(pooler))
-    for pool_key in config.databases:
-        del pool_key  # pools are created on first login; min_pool_size warms them then
-    await pooler.lifecycle.stopped.wait()
-    maintenance.cancel()
 
 
 def run(config: Config) -> int:
@@ -121,10 +135,8 @@ def _run_workers(config: Config, workers: int) -> int:
 
     def forward(signum: int, frame: object) -> None:
         for child in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
-            except ProcessLookupError:
-                pass
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, forward)

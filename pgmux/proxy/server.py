@@ -21,7 +21,9 @@ from pgmux.pool.pool import Members, Pool
 from pgmux.protocol import messages as m
 from pgmux.protocol.errors import ServerError
 from pgmux.protocol.framing import BackendScanner
+from pgmux.protocol.prepared import ServerStatements
 from pgmux.proxy.buffers import SHARED, MessageReader, write_chunk
+from pgmux.proxy.statements import relay_tracked
 
 if TYPE_CHECKING:
     from pgmux.proxy.client import ClientConnection
@@ -57,6 +59,8 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.scanner = BackendScanner()
         self.internal: InternalQuery | None = None
         self.tracked: dict[str, str] = {}  # reported values of the tracked parameters
+        self.statements = ServerStatements(pooler.max_prepared_statements)
+        self.reply_buffer = bytearray()  # a partial reply, on tracked links only
         self.backend_pid = 0
         self.backend_key = 0
         self.generation = pool.generation
@@ -90,6 +94,9 @@ class ServerConnection(asyncio.BufferedProtocol):
         client = self.client
         if client is None or self.reader is not None or self.internal is not None:
             self._not_relaying(view, nbytes)
+            return
+        if client.tracking:
+            relay_tracked(self, client, view, nbytes)
             return
         if client.statement_mode:
             self._relay_statement_mode(client, view, nbytes)
@@ -174,6 +181,9 @@ class ServerConnection(asyncio.BufferedProtocol):
         if scanner.ready_count:
             self.tx_status = scanner.status
             client.server_ready(self, scanner.status, scanner.ready_count)
+
+    def parameter_reported(self, body: bytes, client: Any) -> None:
+        self._parameters_changed([body], client)
 
     def _parameters_changed(self, bodies: list[bytes], client: Any) -> None:
         tracked = self.tracked

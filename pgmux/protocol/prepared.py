@@ -1,0 +1,209 @@
+"""Protocol-level named prepared statements across pooled server connections (sans-IO).
+
+In transaction mode a client's named statement (Parse with a name) must work on whichever
+server connection its next transaction lands on. pgmux therefore renames: every distinct
+(query text, parameter types) gets one server-side name (``PGMUX_<n>``) shared by all clients,
+each client keeps its own name -> server-name map, and each server connection keeps an LRU of
+the names it has prepared (``max_prepared_statements``).
+
+Renaming changes which messages reach the server, so the replies the client expects no longer
+line up with what the server sends. A :class:`ResponseQueue` records, in order, one entry per
+request sent on the client's behalf and says for each reply whether to forward it, swallow it
+(the reply to a Parse or Close pgmux injected) or answer it with a reply pgmux makes itself (a
+ParseComplete for a statement the server already had). When the server reports an error inside
+an extended-protocol batch it skips to the next Sync, and so does the queue.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from pgmux.protocol.messages import message
+
+_I16 = struct.Struct("!h")
+
+PARSE_COMPLETE = message(b"1")
+CLOSE_COMPLETE = message(b"3")
+
+# Actions for the reply (or replies) to one request.
+FORWARD = 0
+SWALLOW = 1  # the request was pgmux's own: the client must not see its reply
+ANSWER = 2  # pgmux answers the client itself; nothing was sent to the server
+
+# Request types whose replies end with the message types listed.
+_ENDS: dict[int, bytes] = {
+    ord("P"): b"1",
+    ord("B"): b"2",
+    ord("C"): b"3",
+    ord("D"): b"Tn",
+    ord("E"): b"CIs",
+    ord("S"): b"Z",
+    ord("Q"): b"Z",
+    ord("F"): b"Z",
+}
+# Requests that answer nothing (Flush, CopyData, CopyDone, CopyFail).
+SILENT = frozenset(b"Hdcf")
+# Replies that can come at any time and belong to no request.
+ASYNC_REPLIES = frozenset(b"NAS")
+_ERROR = ord("E")
+_SYNC = ord("S")
+
+
+@dataclass
+class Entry:
+    kind: int  # request type (ord of the frontend message letter)
+    action: int = FORWARD
+    reply: bytes = b""  # for ANSWER
+    statement: bytes = b""  # for an injected Parse: the server name it prepares
+
+
+class ResponseQueue:
+    """Outstanding requests of one client on its server, oldest first."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: deque[Entry] = deque()
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def expect(self, entry: Entry) -> None:
+        self.entries.append(entry)
+
+    def answers_due(self) -> bytes:
+        """Replies pgmux owes the client now that everything before them has been answered."""
+        out = b""
+        entries = self.entries
+        while entries and entries[0].action == ANSWER:
+            out += entries.popleft().reply
+        return out
+
+    def on_reply(self, kind: int) -> tuple[bool, list[bytes]]:
+        """Account for one server reply of type ``kind``.
+
+        Returns (forward it?, statement names that turned out not to be prepared). An error
+        ends the request it answers and, as the server skips to Sync, every request up to it.
+        """
+        entries = self.entries
+        if kind in ASYNC_REPLIES or not entries:
+            return True, []
+        head = entries[0]
+        if kind == _ERROR:
+            return True, self._skip_to_sync(head)
+        forward = head.action == FORWARD
+        if kind in _ENDS.get(head.kind, b""):
+            entries.popleft()
+        return forward, []
+
+    def _skip_to_sync(self, head: Entry) -> list[bytes]:
+        entries = self.entries
+        if head.kind in (ord("Q"), ord("F"), _SYNC):
+            return []  # a simple query's error is followed by its own ReadyForQuery
+        failed: list[bytes] = []
+        while entries and entries[0].kind != _SYNC:
+            dropped = entries.popleft()
+            if dropped.statement:
+                failed.append(dropped.statement)
+        return failed
+
+
+class ServerStatements:
+    """Names prepared on one server connection, least recently used first."""
+
+    __slots__ = ("capacity", "names")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.names: OrderedDict[bytes, None] = OrderedDict()
+
+    def __contains__(self, name: bytes) -> bool:
+        return name in self.names
+
+    def touch(self, name: bytes) -> None:
+        self.names.move_to_end(name)
+
+    def add(self, name: bytes, *, evict: bool = True) -> list[bytes]:
+        """Record ``name``; return the names to Close on the server to stay within capacity.
+
+        ``evict=False`` is for links where a Close's reply could not be swallowed: the set
+        may then exceed its capacity until a tracked link brings it back within it.
+        """
+        self.names[name] = None
+        evicted: list[bytes] = []
+        while evict and self.capacity > 0 and len(self.names) > self.capacity:
+            evicted.append(self.names.popitem(last=False)[0])
+        return evicted
+
+    def discard(self, name: bytes) -> None:
+        self.names.pop(name, None)
+
+    def clear(self) -> None:
+        self.names.clear()
+
+
+@dataclass
+class Registry:
+    """Query text + parameter types -> the one server-side name all clients share."""
+
+    limit: int = 100_000
+    names: dict[bytes, bytes] = field(default_factory=dict)
+    counter: int = 0
+
+    def name_for(self, definition: bytes) -> bytes:
+        name = self.names.get(definition)
+        if name is None:
+            self.counter += 1
+            name = b"PGMUX_%d" % self.counter
+            if len(self.names) < self.limit:  # beyond it, statements are simply not shared
+                self.names[definition] = name
+        return name
+
+
+# --- message surgery --------------------------------------------------------------------------
+
+
+def _cstring_end(data: bytes | memoryview, start: int) -> int:
+    end = bytes(data[start:]).find(b"\x00")
+    if end < 0:
+        raise ValueError("string field is not NUL-terminated")
+    return start + end
+
+
+def split_parse(msg: bytes | memoryview) -> tuple[bytes, bytes]:
+    """(statement name, the rest of the body: query, parameter types) of a Parse message."""
+    end = _cstring_end(msg, 5)
+    return bytes(msg[5:end]), bytes(msg[end + 1 :])
+
+
+def build_parse(name: bytes, definition: bytes) -> bytes:
+    return message(b"P", name + b"\x00" + definition)
+
+
+def split_bind(msg: bytes | memoryview) -> tuple[bytes, bytes, bytes]:
+    """(portal, statement name, the rest of the body) of a Bind message."""
+    portal_end = _cstring_end(msg, 5)
+    name_end = _cstring_end(msg, portal_end + 1)
+    return (
+        bytes(msg[5:portal_end]),
+        bytes(msg[portal_end + 1 : name_end]),
+        bytes(msg[name_end + 1 :]),
+    )
+
+
+def build_bind(portal: bytes, name: bytes, rest: bytes) -> bytes:
+    return message(b"B", portal + b"\x00" + name + b"\x00" + rest)
+
+
+def split_target(msg: bytes | memoryview) -> tuple[int, bytes]:
+    """('S' or 'P', name) of a Describe or Close message."""
+    if len(msg) < 7:
+        raise ValueError("Describe/Close message too short")
+    end = _cstring_end(msg, 6)
+    return msg[5], bytes(msg[6:end])
+
+
+def build_target(kind: bytes, target: int, name: bytes) -> bytes:
+    return message(kind, bytes((target,)) + name + b"\x00")

@@ -1,0 +1,307 @@
+"""Intercepted client messages: named prepared statements and statements with side effects.
+
+The client's scanner stops at the message types in its ``intercept`` set and hands each whole
+message to :func:`intercept`, which appends what should reach the server to ``out`` (the same
+message, a renamed one, one preceded by an injected Parse, or nothing) and, while the link is
+*tracked*, records in the client's :class:`ResponseQueue` what to do with the replies.
+
+A link is tracked from its first message once the client has used a named statement; its
+server replies then go through :func:`relay_tracked` instead of the plain relay. The first time
+a client names a statement, earlier requests of that link may still be unanswered (and were not
+recorded); such a statement gets a server name private to the client and a real Parse, so
+that no reply has to be made up or swallowed until the next, tracked, link.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from typing import TYPE_CHECKING
+
+from pgmux.protocol import messages as m
+from pgmux.protocol.errors import PROGRAM_LIMIT_EXCEEDED, PgmuxError
+from pgmux.protocol.framing import bad_length
+from pgmux.protocol.prepared import (
+    ANSWER,
+    CLOSE_COMPLETE,
+    PARSE_COMPLETE,
+    SWALLOW,
+    Entry,
+    ResponseQueue,
+    build_bind,
+    build_parse,
+    build_target,
+    split_bind,
+    split_parse,
+    split_target,
+)
+
+if TYPE_CHECKING:
+    from pgmux.proxy.client import ClientConnection
+    from pgmux.proxy.server import ServerConnection
+
+_LENGTH = struct.Struct("!i").unpack_from
+_P, _B, _D, _C = ord("P"), ord("B"), ord("D"), ord("C")
+_Q, _E, _S, _F = ord("Q"), ord("E"), ord("S"), ord("F")
+_STATEMENT = ord("S")
+
+# What the scanner hands over, by situation.
+BASE_INTERCEPT = frozenset(b"XQ")
+STATEMENT_INTERCEPT = frozenset(b"XQPBDC")
+TRACKED_INTERCEPT = frozenset(b"XQPBDCESF")
+
+
+class ClientStatements:
+    """One client's named statements: its name -> (server name, query + parameter types)."""
+
+    __slots__ = ("limit", "names", "private_counter", "queue", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.names: dict[bytes, tuple[bytes, bytes]] = {}
+        self.queue = ResponseQueue()
+        self.used = False
+        self.private_counter = 0
+
+
+def intercept(
+    client: ClientConnection, server: ServerConnection, msg: memoryview, kind: int, out: bytearray
+) -> None:
+    statements = client.statements
+    if statements is None:  # session mode, or prepared statements turned off
+        client.inspect(msg, kind)
+        out += msg
+        return
+    if kind == _P:
+        _parse(client, server, statements, msg, out)
+    elif kind == _B:
+        _bind(client, server, statements, msg, out)
+    elif kind == _D or kind == _C:
+        _describe_or_close(client, server, statements, msg, kind, out)
+    else:
+        if kind == _Q:
+            client.inspect(msg, kind)
+            msg = _sql_level(client, server, statements, msg, out)
+        out += msg
+        if client.tracking:
+            statements.queue.expect(Entry(kind))
+
+
+def _expect(client: ClientConnection, entry: Entry) -> None:
+    if client.tracking:
+        client.statements.queue.expect(entry)  # type: ignore[union-attr]
+
+
+def _start_tracking(client: ClientConnection) -> bool:
+    """Track replies from here on if nothing untracked is still awaiting its reply."""
+    scanner = client.scanner
+    if not client.tracking and scanner.pending == 0 and not scanner.partial:
+        client.tracking = True
+        scanner.intercept = TRACKED_INTERCEPT
+    return client.tracking
+
+
+def _parse(
+    client: ClientConnection,
+    server: ServerConnection,
+    statements: ClientStatements,
+    msg: memoryview,
+    out: bytearray,
+) -> None:
+    name, definition = split_parse(msg)
+    client.inspect(msg, _P)
+    if not name:
+        out += msg
+        _expect(client, Entry(_P))
+        return
+    if name not in statements.names and len(statements.names) >= statements.limit:
+        raise PgmuxError(
+            PROGRAM_LIMIT_EXCEEDED,
+            f"too many prepared statements: this client holds {statements.limit} "
+            "(max_client_prepared_statements); close statements it no longer needs",
+        )
+    statements.used = True
+    if not _start_tracking(client):
+        statements.private_counter += 1
+        private = b"PGMUX_C%d_%d" % (client.id, statements.private_counter)
+        statements.names[name] = (private, definition)
+        server.statements.add(private, evict=False)
+        out += build_parse(private, definition)
+        return
+    server_name = client.pooler.registry.name_for(definition)
+    statements.names[name] = (server_name, definition)
+    if server_name in server.statements:
+        server.statements.touch(server_name)
+        _answer(client, statements, PARSE_COMPLETE)
+        return
+    _prepare_on(server, statements, server_name, definition, out, swallow=False)
+
+
+def _answer(client: ClientConnection, statements: ClientStatements, reply: bytes) -> None:
+    statements.queue.expect(Entry(0, ANSWER, reply))
+    due = statements.queue.answers_due()
+    if due:
+        client.send(due)
+
+
+def _prepare_on(
+    server: ServerConnection,
+    statements: ClientStatements,
+    server_name: bytes,
+    definition: bytes,
+    out: bytearray,
+    *,
+    swallow: bool,
+) -> None:
+    for evicted in server.statements.add(server_name):
+        out += build_target(b"C", _STATEMENT, evicted)
+        statements.queue.expect(Entry(_C, SWALLOW))
+    out += build_parse(server_name, definition)
+    statements.queue.expect(Entry(_P, SWALLOW if swallow else 0, statement=server_name))
+
+
+def _server_name(
+    client: ClientConnection,
+    server: ServerConnection,
+    statements: ClientStatements,
+    name: bytes,
+    out: bytearray,
+) -> bytes | None:
+    """The server-side name of the client's statement, prepared on ``server`` if need be."""
+    known = statements.names.get(name)
+    if known is None:
+        return None  # unknown: the server's own "does not exist" (26000) is the right answer
+    server_name, definition = known
+    if server_name in server.statements:
+        server.statements.touch(server_name)
+    elif _start_tracking(client):
+        _prepare_on(server, statements, server_name, definition, out, swallow=True)
+    else:  # cannot swallow a reply on an untracked link: prepare under a fresh private name
+        statements.private_counter += 1
+        server_name = b"PGMUX_C%d_%d" % (client.id, statements.private_counter)
+        statements.names[name] = (server_name, definition)
+        server.statements.add(server_name, evict=False)
+        out += build_parse(server_name, definition)
+    return server_name
+
+
+def _bind(
+    client: ClientConnection,
+    server: ServerConnection,
+    statements: ClientStatements,
+    msg: memoryview,
+    out: bytearray,
+) -> None:
+    portal, name, rest = split_bind(msg)
+    server_name = _server_name(client, server, statements, name, out) if name else None
+    out += msg if server_name is None else build_bind(portal, server_name, rest)
+    _expect(client, Entry(_B))
+
+
+def _describe_or_close(
+    client: ClientConnection,
+    server: ServerConnection,
+    statements: ClientStatements,
+    msg: memoryview,
+    kind: int,
+    out: bytearray,
+) -> None:
+    target, name = split_target(msg)
+    if target != _STATEMENT or not name:
+        out += msg
+        _expect(client, Entry(kind))
+        return
+    if kind == _C:
+        # The server-side statement stays for other clients (and the LRU); only the client's
+        # name goes. PostgreSQL answers CloseComplete even for unknown names.
+        statements.names.pop(name, None)
+        if _start_tracking(client):
+            _answer(client, statements, CLOSE_COMPLETE)
+        else:
+            out += build_target(b"C", _STATEMENT, b"PGMUX_NONE")
+        return
+    server_name = _server_name(client, server, statements, name, out)
+    out += msg if server_name is None else build_target(b"D", _STATEMENT, server_name)
+    _expect(client, Entry(kind))
+
+
+_DEALLOCATE = re.compile(
+    rb'\s*DEALLOCATE\s+(?:PREPARE\s+)?(?:"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*))\s*;?\s*',
+    re.IGNORECASE,
+)
+
+
+def _sql_level(
+    client: ClientConnection,
+    server: ServerConnection,
+    statements: ClientStatements,
+    msg: memoryview,
+    out: bytearray,
+) -> memoryview | bytes:
+    """SQL that acts on protocol-level statements: DEALLOCATE [ALL], DISCARD ALL.
+
+    Returns the Query to send, rewritten when DEALLOCATE names one of the client's statements.
+    """
+    text = bytes(msg[5:-1])
+    upper = text.strip().rstrip(b";").strip().upper()
+    if upper in (b"DEALLOCATE ALL", b"DEALLOCATE PREPARE ALL", b"DISCARD ALL"):
+        statements.names.clear()
+        server.statements.clear()
+        return msg
+    match = _DEALLOCATE.fullmatch(text)
+    if match is None or not client.tracking:
+        return msg
+    quoted, plain = match.groups()
+    name = quoted.replace(b'""', b'"') if quoted is not None else plain.lower()
+    server_name = _server_name(client, server, statements, name, out)
+    if server_name is None:
+        return msg  # PostgreSQL's own "does not exist"
+    del statements.names[name]
+    server.statements.discard(server_name)
+    return m.query(f'DEALLOCATE "{server_name.decode()}"')
+
+
+def relay_tracked(
+    server: ServerConnection, client: ClientConnection, view: memoryview, nbytes: int
+) -> None:
+    """Forward the server's replies one by one, as the client's ResponseQueue says."""
+    buf = server.reply_buffer
+    buf += view[:nbytes]
+    queue = client.statements.queue  # type: ignore[union-attr]
+    out = bytearray(queue.answers_due())
+    ready = 0
+    status = 0
+    pos = 0
+    limit = server.scanner.max_length
+    while len(buf) - pos >= 5:
+        kind = buf[pos]
+        length = _LENGTH(buf, pos + 1)[0]
+        if length < 4 or length > limit:
+            raise bad_length(length, limit)
+        end = pos + length + 1
+        if end > len(buf):
+            break
+        forward, failed = queue.on_reply(kind)
+        for name in failed:
+            server.statements.discard(name)
+        if forward:
+            out += buf[pos:end]
+        if kind == 0x5A:  # ReadyForQuery
+            ready += 1
+            status = buf[pos + 5]
+        elif kind == 0x53:  # ParameterStatus
+            server.parameter_reported(bytes(buf[pos + 5 : end]), client)
+        out += queue.answers_due()
+        pos = end
+    del buf[:pos]
+    if out:
+        client.send(bytes(out))
+    server.pool.stats.sent += nbytes
+    if ready:
+        server.tx_status = status
+        client.server_ready(server, status, ready)
+
+
+def clear_after_reset(server: ServerConnection) -> None:
+    """DISCARD ALL (the reset query) deallocated everything on the server."""
+    server.statements.clear()
