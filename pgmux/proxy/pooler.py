@@ -66,6 +66,11 @@ class Pooler:
         self.lifecycle = Lifecycle(self)
         self.credentials: dict[Pool, Credentials] = {}
         self.registry = Registry()
+        # With workers > 1 (see runner): this worker's index, and where each one listens for
+        # CancelRequests passed on by its siblings.
+        self.worker_index = int(os.environ.get("PGMUX_WORKER", "0"))
+        self.worker_count = int(os.environ.get("PGMUX_WORKERS", "1"))
+        self.worker_dir = os.environ.get("PGMUX_WORKER_DIR", "")
         self.inspector: Any = None
         self.apply_config(config)
 
@@ -331,7 +336,8 @@ class Pooler:
             pid = server.backend_pid or pid
         elif client.params != pool.server_params_for(client.params):
             await self._check_parameters(client, pool)
-        key = random_secrets.randbits(32)
+        # The low byte of the secret names the worker that owns the client.
+        key = (random_secrets.randbits(24) << 8) | self.worker_index
         client.cancel_key = (pid, key)
         self.cancel_keys[client.cancel_key] = client
         # Only what PostgreSQL itself reports, in its spelling (UTF8 for utf8, ...).
@@ -501,6 +507,11 @@ class Pooler:
 
     def cancel(self, pid: int, key: int) -> None:
         """Forward a CancelRequest to the server the client holds right now, if any."""
+        owner = key & 0xFF
+        if self.worker_count > 1 and owner != self.worker_index and owner < self.worker_count:
+            path = self._worker_socket(owner)
+            self.loop.create_task(_pass_cancel(path, pid, key))
+            return
         client = self.cancel_keys.get((pid, key))
         if client is None or client.server is None or client.pool is None:
             return
@@ -525,7 +536,7 @@ class Pooler:
             )
             self.listeners.append(server)
         socket_dir = cfg.get_str("unix_socket_dir")
-        if socket_dir:
+        if socket_dir and self.worker_index == 0:  # a unix socket has one owner: worker 0
             path = os.path.join(socket_dir, f".s.PGSQL.{port}")
             _remove_stale_socket(path)
             unix = await self.loop.create_unix_server(
@@ -535,6 +546,15 @@ class Pooler:
             if isinstance(mode, int) and mode:
                 os.chmod(path, mode)
             self.listeners.append(unix)
+        if self.worker_count > 1 and self.worker_dir:
+            private = await self.loop.create_unix_server(
+                lambda: ClientConnection(self, is_unix=True),
+                self._worker_socket(self.worker_index),
+            )
+            self.listeners.append(private)
+
+    def _worker_socket(self, index: int) -> str:
+        return os.path.join(self.worker_dir, f"worker-{index}.sock")
 
     def stop_listening(self) -> None:
         for listener in self.listeners:
@@ -601,6 +621,18 @@ def _remove_stale_socket(path: str) -> None:
         raise OSError(f"another process already listens on {path}")
     finally:
         probe.close()
+
+
+async def _pass_cancel(path: str, pid: int, key: int) -> None:
+    from pgmux.protocol.startup import cancel_request
+
+    try:
+        _, writer = await asyncio.open_unix_connection(path)
+        writer.write(cancel_request(pid, key))
+        await writer.drain()
+        writer.close()
+    except OSError as exc:
+        log.warning("could not pass a cancel request to worker socket %s: %s", path, exc)
 
 
 async def _send_cancel(target: ServerTarget, pid: int, key: int) -> None:

@@ -13,7 +13,9 @@ import contextlib
 import logging
 import os
 import resource
+import shutil
 import signal
+import tempfile
 import sys
 
 from pgmux.config import Config
@@ -124,11 +126,16 @@ def _run_one(config: Config) -> int:
 def _run_workers(config: Config, workers: int) -> int:
     """Fork ``workers`` processes sharing the port; the parent forwards signals and waits."""
     config.settings["so_reuseport"] = True
+    # Each worker also listens on a private unix socket here, so that a CancelRequest that
+    # SO_REUSEPORT hands to the wrong worker can be passed to the one that owns the client.
+    cancel_dir = tempfile.mkdtemp(prefix="pgmux-workers-")
     children: list[int] = []
     for index in range(workers):
         pid = os.fork()
         if pid == 0:
             os.environ["PGMUX_WORKER"] = str(index)
+            os.environ["PGMUX_WORKERS"] = str(workers)
+            os.environ["PGMUX_WORKER_DIR"] = cancel_dir
             code = _run_one(config)
             os._exit(code)
         children.append(pid)
@@ -144,6 +151,7 @@ def _run_workers(config: Config, workers: int) -> int:
     for child in children:
         _, code = os.waitpid(child, 0)
         status = status or os.waitstatus_to_exitcode(code)
+    shutil.rmtree(cancel_dir, ignore_errors=True)
     return status
 
 
