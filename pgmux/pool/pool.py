@@ -59,6 +59,7 @@ class PoolSettings:
     idle_transaction_timeout: float = 0.0
     client_idle_timeout: float = 0.0
     server_login_retry: float = 15.0
+    session_state: str = "pin"
 
 
 @dataclass

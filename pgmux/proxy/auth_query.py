@@ -59,6 +59,11 @@ class AuthQuery:
         self._locks: dict[tuple[str | None, int, str], asyncio.Lock] = {}
         self._pool = Pool("auth_query", "auth_user", PoolSettings(), Counters(), lambda p: None)
 
+    def forget(self, dbname: str) -> None:
+        """Close the auth connection to ``dbname`` (it is about to be dropped)."""
+        for key in [k for k in self._connections if k[2] == dbname]:
+            self._connections.pop(key).close(f"database {dbname} is being dropped")
+
     async def lookup(self, entry: DatabaseEntry, database: str, user: str) -> str | None:
         cfg = self.pooler.config
         auth_user = entry.auth_user or cfg.get_str("auth_user")

@@ -73,6 +73,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.statement_mode = False
         self.statements: ClientStatements | None = None  # transaction/statement mode only
         self.tracking = False  # this link's replies go through the ResponseQueue
+        self.pinned: dict[str, None] = {}  # why this client keeps its server (transaction mode)
+        self.session_state = "pin"
         self.stats = PoolStats()  # the pool's counters once logged in
         self.cancel_key = (0, 0)
         self.connect_time = time.monotonic()
@@ -238,9 +240,10 @@ class ClientConnection(asyncio.BufferedProtocol):
             if transport.get_write_buffer_size():
                 SHARED.renew()  # the transport kept a reference to the shared buffer
             return
-        out = bytearray()
+        out: list[bytes | memoryview] = []
         while True:
-            out += view[pos:stop]
+            if stop > pos:
+                out.append(view[pos:stop])
             if stop == end:
                 break
             length = scanner.stop_length
@@ -252,22 +255,44 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self._write_to(server, out)
                 self.close_quietly()
                 return
-            intercept(self, server, view[stop : stop + length], kind, out)
-            scanner.account(kind)
+            if not intercept(self, server, view[stop : stop + length], kind, out):
+                scanner.account(kind)
             pos = stop + length
             stop = scanner.feed(view, pos, end)
         self._write_to(server, out)
 
     @staticmethod
-    def _write_to(server: ServerConnection, out: bytearray) -> None:
-        if out and server.transport is not None:
-            server.transport.write(out)
+    def _write_to(server: ServerConnection, out: list[bytes | memoryview]) -> None:
+        transport = server.transport
+        if not out or transport is None:
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if transport.get_write_buffer_size():
+            SHARED.renew()  # the transport kept a reference to the shared buffer
 
-    def inspect(self, msg: memoryview, kind: int) -> None:
-        """Look at a Query or Parse for effects on session state or on databases."""
-        inspector = self.pooler.inspector
-        if inspector is not None:
-            inspector.inspect(self, msg, kind)
+    def inspect(self, msg: memoryview, kind: int) -> bool:
+        """Look at a Query or Parse for effects on session state or on databases.
+
+        True when pgmux answered the message itself and it must not be forwarded.
+        """
+        return self.pooler.inspector.inspect(self, msg, kind)
+
+    def pin(self, reasons: tuple[str, ...]) -> None:
+        """Keep this server connection: the client left session state on it."""
+        new = [r for r in reasons if r not in self.pinned]
+        if not new:
+            return
+        if not self.pinned:
+            log.info("client %d (%s@%s) pinned to its server connection: %s",
+                     self.id, self.user, self.database, ", ".join(new))
+        self.pinned.update(dict.fromkeys(new))
+        self.releases = False
+
+    def unpin(self, released: set[str]) -> None:
+        for reason in released:
+            self.pinned.pop(reason, None)
+        if not self.pinned and self.pool_mode != "session":
+            self.releases = True
 
     def server_ready(self, server: ServerConnection, status: int, count: int) -> None:
         """ReadyForQuery from our server: the one place that decides on giving it back."""

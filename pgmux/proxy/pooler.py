@@ -36,6 +36,7 @@ from pgmux.protocol.errors import (
 from pgmux.proxy.auth_query import AuthQuery
 from pgmux.proxy.client import ClientConnection
 from pgmux.proxy.client_login import Credentials, login
+from pgmux.proxy.inspector import Inspector
 from pgmux.proxy.lifecycle import Lifecycle
 from pgmux.proxy.maintenance import StatsWindow
 from pgmux.proxy.params import client_parameters, tracked_names
@@ -71,7 +72,7 @@ class Pooler:
         self.worker_index = int(os.environ.get("PGMUX_WORKER", "0"))
         self.worker_count = int(os.environ.get("PGMUX_WORKERS", "1"))
         self.worker_dir = os.environ.get("PGMUX_WORKER_DIR", "")
-        self.inspector: Any = None
+        self.inspector = Inspector(self)
         self.apply_config(config)
 
     # -- configuration -------------------------------------------------------------------
@@ -154,6 +155,7 @@ class Pooler:
                                           "idle_transaction_timeout"),
             client_idle_timeout=pick(None, u and u.client_idle_timeout, "client_idle_timeout"),
             server_login_retry=cfg.get_float("server_login_retry"),
+            session_state=cfg.get_str("session_state"),
         )
 
     # -- secrets -------------------------------------------------------------------------
@@ -323,6 +325,7 @@ class Pooler:
         client.pool_mode = pool.settings.pool_mode
         client.releases = client.pool_mode != "session"
         client.statement_mode = client.pool_mode == "statement"
+        client.session_state = pool.settings.session_state
         if client.releases and self.max_prepared_statements > 0:
             client.statements = ClientStatements(self.max_client_prepared_statements)
             client.scanner.intercept = STATEMENT_INTERCEPT
@@ -461,7 +464,11 @@ class Pooler:
             return
         server.resume_reading()
         reset = self.config.get_str("server_reset_query")
-        if reset and (client.pool_mode == "session"
+        if client.pinned and not reset:
+            pool.remove_server(server)  # session state and nothing to clear it with
+            server.close("pinned client left and server_reset_query is empty")
+            return
+        if reset and (client.pool_mode == "session" or client.pinned
                       or self.config.get_bool("server_reset_query_always")):
             pool.move(server, pool.sv_tested)
             server.run_internal(reset, lambda error: self._reset_done(pool, server, error))
@@ -502,6 +509,23 @@ class Pooler:
                 client.server_died(str(exc) if exc else "the server closed the connection")
         if not self.shutting_down:
             pool.grow(time.monotonic())
+
+    def release_database(self, dbname: str) -> None:
+        """Let DROP DATABASE / CREATE DATABASE ... TEMPLATE of ``dbname`` succeed.
+
+        PostgreSQL refuses them while sessions are connected to it, and waits a few seconds for
+        exiting ones: close pgmux's idle connections to it now, busy ones when released.
+        """
+        for pool, target in self.targets.items():
+            if target.dbname != dbname:
+                continue
+            for members in (pool.sv_idle, pool.sv_used):
+                for server in list(members):
+                    pool.remove_server(server)
+                    server.close(f"database {dbname} is being dropped or copied")
+            for server in pool.sv_active:
+                server.close_needed = True
+        self.auth_query.forget(dbname)
 
     # -- cancel --------------------------------------------------------------------------
 

@@ -65,13 +65,17 @@ class ClientStatements:
 
 
 def intercept(
-    client: ClientConnection, server: ServerConnection, msg: memoryview, kind: int, out: bytearray
-) -> None:
+    client: ClientConnection, server: ServerConnection, msg: memoryview, kind: int, out: list[bytes | memoryview]
+) -> bool:
+    """Handle one intercepted message; True when pgmux answered it itself (nothing sent)."""
     statements = client.statements
     if statements is None:  # session mode, or prepared statements turned off
-        client.inspect(msg, kind)
-        out += msg
-        return
+        if client.inspect(msg, kind):
+            return True
+        out.append(msg)
+        return False
+    if kind == _Q and client.inspect(msg, kind):
+        return True
     if kind == _P:
         _parse(client, server, statements, msg, out)
     elif kind == _B:
@@ -80,11 +84,11 @@ def intercept(
         _describe_or_close(client, server, statements, msg, kind, out)
     else:
         if kind == _Q:
-            client.inspect(msg, kind)
             msg = _sql_level(client, server, statements, msg, out)
-        out += msg
+        out.append(msg)
         if client.tracking:
             statements.queue.expect(Entry(kind))
+    return False
 
 
 def _expect(client: ClientConnection, entry: Entry) -> None:
@@ -106,12 +110,12 @@ def _parse(
     server: ServerConnection,
     statements: ClientStatements,
     msg: memoryview,
-    out: bytearray,
+    out: list[bytes | memoryview],
 ) -> None:
     name, definition = split_parse(msg)
     client.inspect(msg, _P)
     if not name:
-        out += msg
+        out.append(msg)
         _expect(client, Entry(_P))
         return
     if name not in statements.names and len(statements.names) >= statements.limit:
@@ -126,7 +130,7 @@ def _parse(
         private = b"PGMUX_C%d_%d" % (client.id, statements.private_counter)
         statements.names[name] = (private, definition)
         server.statements.add(private, evict=False)
-        out += build_parse(private, definition)
+        out.append(build_parse(private, definition))
         return
     server_name = client.pooler.registry.name_for(definition)
     statements.names[name] = (server_name, definition)
@@ -149,14 +153,14 @@ def _prepare_on(
     statements: ClientStatements,
     server_name: bytes,
     definition: bytes,
-    out: bytearray,
+    out: list[bytes | memoryview],
     *,
     swallow: bool,
 ) -> None:
     for evicted in server.statements.add(server_name):
-        out += build_target(b"C", _STATEMENT, evicted)
+        out.append(build_target(b"C", _STATEMENT, evicted))
         statements.queue.expect(Entry(_C, SWALLOW))
-    out += build_parse(server_name, definition)
+    out.append(build_parse(server_name, definition))
     statements.queue.expect(Entry(_P, SWALLOW if swallow else 0, statement=server_name))
 
 
@@ -165,7 +169,7 @@ def _server_name(
     server: ServerConnection,
     statements: ClientStatements,
     name: bytes,
-    out: bytearray,
+    out: list[bytes | memoryview],
 ) -> bytes | None:
     """The server-side name of the client's statement, prepared on ``server`` if need be."""
     known = statements.names.get(name)
@@ -181,7 +185,7 @@ def _server_name(
         server_name = b"PGMUX_C%d_%d" % (client.id, statements.private_counter)
         statements.names[name] = (server_name, definition)
         server.statements.add(server_name, evict=False)
-        out += build_parse(server_name, definition)
+        out.append(build_parse(server_name, definition))
     return server_name
 
 
@@ -190,11 +194,11 @@ def _bind(
     server: ServerConnection,
     statements: ClientStatements,
     msg: memoryview,
-    out: bytearray,
+    out: list[bytes | memoryview],
 ) -> None:
     portal, name, rest = split_bind(msg)
     server_name = _server_name(client, server, statements, name, out) if name else None
-    out += msg if server_name is None else build_bind(portal, server_name, rest)
+    out.append(msg if server_name is None else build_bind(portal, server_name, rest))
     _expect(client, Entry(_B))
 
 
@@ -204,11 +208,11 @@ def _describe_or_close(
     statements: ClientStatements,
     msg: memoryview,
     kind: int,
-    out: bytearray,
+    out: list[bytes | memoryview],
 ) -> None:
     target, name = split_target(msg)
     if target != _STATEMENT or not name:
-        out += msg
+        out.append(msg)
         _expect(client, Entry(kind))
         return
     if kind == _C:
@@ -218,10 +222,10 @@ def _describe_or_close(
         if _start_tracking(client):
             _answer(client, statements, CLOSE_COMPLETE)
         else:
-            out += build_target(b"C", _STATEMENT, b"PGMUX_NONE")
+            out.append(build_target(b"C", _STATEMENT, b"PGMUX_NONE"))
         return
     server_name = _server_name(client, server, statements, name, out)
-    out += msg if server_name is None else build_target(b"D", _STATEMENT, server_name)
+    out.append(msg if server_name is None else build_target(b"D", _STATEMENT, server_name))
     _expect(client, Entry(kind))
 
 
@@ -236,7 +240,7 @@ def _sql_level(
     server: ServerConnection,
     statements: ClientStatements,
     msg: memoryview,
-    out: bytearray,
+    out: list[bytes | memoryview],
 ) -> memoryview | bytes:
     """SQL that acts on protocol-level statements: DEALLOCATE [ALL], DISCARD ALL.
 

@@ -1,0 +1,107 @@
+"""What a client's SQL does beyond its transaction: session pinning and database DDL.
+
+Every Query (and the query of every Parse) is looked up in a :class:`StatementCache`; almost
+all texts are answered by its pre-filter or its LRU, without parsing. Two kinds of effect
+matter to the pooler:
+
+- *Session state* in transaction or statement mode (a plain SET of an untracked parameter,
+  LISTEN, a session advisory lock, a temporary table, a WITH HOLD cursor, SQL PREPARE, LOAD).
+  Under ``session_state = pin`` the client keeps its server connection until it disconnects or
+  releases the state; ``error`` refuses the statement; ``allow`` is PgBouncer's behaviour.
+- *DROP DATABASE* and *CREATE DATABASE ... TEMPLATE*: PostgreSQL refuses both while anyone is
+  connected to that database, and pgmux's own idle server connections would be those sessions.
+  pgmux closes them first (and marks busy ones to close when released).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from pgmux.protocol import messages as m
+from pgmux.protocol.errors import FEATURE_NOT_SUPPORTED, PgmuxError
+from pgmux.routing.classify import ANY_PARAMETER, NO_EFFECT, RELEASED_BY, StatementCache
+
+if TYPE_CHECKING:
+    from pgmux.proxy.client import ClientConnection
+    from pgmux.proxy.pooler import Pooler
+
+log = logging.getLogger("pgmux.client")
+
+_Q = ord("Q")
+
+WHY = {
+    "set": "SET of a session parameter (use SET LOCAL inside a transaction)",
+    "set_role": "SET ROLE / SET SESSION AUTHORIZATION",
+    "listen": "LISTEN",
+    "advisory_lock": "a session-level advisory lock (use pg_advisory_xact_lock)",
+    "temp_table": "a temporary table that outlives the transaction (use ON COMMIT DROP)",
+    "cursor_with_hold": "DECLARE ... WITH HOLD",
+    "prepare": "SQL-level PREPARE",
+    "load": "LOAD",
+}
+
+
+def query_text(msg: memoryview, kind: int) -> bytes:
+    """The SQL of a Query or Parse message."""
+    if kind == _Q:
+        return bytes(msg[5:-1])
+    body = bytes(msg[5:])
+    start = body.find(b"\x00") + 1
+    end = body.find(b"\x00", start)
+    return body[start:end] if end >= 0 else b""
+
+
+class Inspector:
+    def __init__(self, pooler: Pooler) -> None:
+        self.pooler = pooler
+        self.cache = StatementCache()
+
+    def inspect(self, client: ClientConnection, msg: memoryview, kind: int) -> bool:
+        """Apply what the statement does; True when pgmux answered it and it must not be sent."""
+        found = self.cache.lookup(query_text(msg, kind))
+        if found is NO_EFFECT:
+            return False
+        for name in found.drop_databases + found.create_from_templates:
+            self.pooler.release_database(name)
+        if not client.releases and not client.pinned:
+            return False  # session mode: the connection is the client's anyway
+        pins = self._pins(found.pins, found.set_names)
+        if pins:
+            policy = client.session_state
+            if policy == "error":
+                return self._refuse(client, kind, pins)
+            if policy == "pin":
+                client.pin(pins)
+        if found.releases and client.pinned:
+            released: set[str] = set()
+            for release in found.releases:
+                released |= RELEASED_BY.get(release, frozenset())
+            client.unpin(released)
+        return False
+
+    def _pins(self, pins: tuple[str, ...], set_names: tuple[str, ...]) -> tuple[str, ...]:
+        if "set" not in pins:
+            return pins
+        tracked = self.pooler.tracked  # lower-case name -> canonical
+        if all(name != ANY_PARAMETER and name in tracked for name in set_names):
+            # Reported parameters follow the client anyway: no need to pin for them.
+            return tuple(p for p in pins if p != "set")
+        return pins
+
+    def _refuse(self, client: ClientConnection, kind: int, pins: tuple[str, ...]) -> bool:
+        why = "; ".join(WHY.get(p, p) for p in pins)
+        error = PgmuxError(
+            FEATURE_NOT_SUPPORTED,
+            f"not allowed in {client.pool_mode} pooling mode: {why} would outlive the "
+            "transaction and reach other clients",
+            severity="ERROR",
+            hint="set session_state = pin (or use session mode) to allow it",
+        )
+        scanner = client.scanner
+        server = client.server
+        if kind == _Q and scanner.pending == 0 and not scanner.partial and server is not None:
+            # Nothing else is in flight: answer like PostgreSQL would and keep the session.
+            client.send(m.error_response(error) + m.ready_for_query(server.tx_status))
+            return True
+        raise PgmuxError(FEATURE_NOT_SUPPORTED, error.message, hint=error.hint)
