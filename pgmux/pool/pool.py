@@ -243,14 +243,16 @@ class Pool:
         return False
 
     def _evict_sibling_idle(self) -> bool:
-        """Close an idle server of another pool sharing the full database/user limit."""
-        settings = self.settings
-        for other in self.counters.pools:
+        """Close an idle server of a sibling pool that frees a slot of the full limit(s)."""
+        settings, counters = self.settings, self.counters
+        db_full = 0 < settings.max_db_connections <= counters.by_db.get(self.database, 0)
+        user_full = 0 < settings.max_user_connections <= counters.by_user.get(self.user, 0)
+        for other in counters.pools:
             if other is self or not other.sv_idle:
                 continue
-            same_db = settings.max_db_connections > 0 and other.database == self.database
-            same_user = settings.max_user_connections > 0 and other.user == self.user
-            if same_db or same_user:
+            if (not db_full or other.database == self.database) and (
+                not user_full or other.user == self.user
+            ):
                 server = next(iter(other.sv_idle))  # the one idle the longest
                 other.remove_server(server)
                 server.close("evicted: max_db_connections/max_user_connections reached")

@@ -65,7 +65,7 @@ class Lifecycle:
                 continue
             pool.paused = False
             while pool.cl_waiting and pool.sv_idle:
-                pool.server_ready(pool.sv_idle.popitem()[0], now)
+                pool.server_ready(next(reversed(pool.sv_idle)), now)
             pool.grow(now)
 
     def reconnect(self, db: str | None) -> None:

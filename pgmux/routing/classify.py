@@ -98,7 +98,8 @@ _LOCK_FUNCTIONS: Final = frozenset(
      "pg_try_advisory_lock_shared"}
 )  # fmt: skip
 _UNLOCK_ALL: Final = "pg_advisory_unlock_all"
-# Built-ins that write, lock, take an xid or act on the server: never "read_only".
+# Built-ins that write, lock, take an xid, act on the server or seed the session: never
+# "read_only".
 _WRITING_FUNCTIONS: Final = frozenset(
     {"nextval", "setval", "set_config", "setseed", "lowrite", "pg_notify", "txid_current",
      "pg_current_xact_id", "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf",
