@@ -238,13 +238,19 @@ def added_latency_lines(added: AddedLatency | None) -> list[str]:
 
 
 def error_lines(report: Report) -> list[str]:
-    """Runs that could not be carried out, and why."""
-    every: list[RunResult | IdleResult] = [*report.runs, *report.idle_runs]
-    return [
+    """Runs that could not be carried out or had failures, and what pgbench said first."""
+    lines = [
         f"{r.workload} c={r.clients} {r.target} round {r.round} failed: {r.error}"
-        for r in every
+        for r in report.idle_runs
         if r.error
     ]
+    for run in report.runs:
+        where = f"{run.workload} c={run.clients} {run.target} round {run.round}"
+        if run.error:
+            lines.append(f"{where} failed: {run.error}")
+        elif run.first_failure:
+            lines.append(f"{where}: {run.failed} failures, first: {run.first_failure}")
+    return lines
 
 
 def render(report: Report, markdown: bool = False) -> str:

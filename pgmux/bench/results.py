@@ -22,7 +22,8 @@ class RunResult:
     p99_ms: float | None
     failed: int
     pooler_cpu_s: float | None
-    error: str | None = None
+    error: str | None = None  # pgbench could not start the run at all
+    first_failure: str | None = None  # what pgbench said about the first failure, if any
 
 
 @dataclass(frozen=True)

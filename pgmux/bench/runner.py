@@ -188,11 +188,11 @@ def measure(
             f" running again for {longer} s"
         )
         duration = longer
-    could_not_start = done.returncode == EXIT_COULD_NOT_START
+    failed = count_failures(summary, done.returncode)
+    message = error_line(done.stderr) if failed else None
     return RunResult(
         workload.name, ep.target, clients, round_no, summary.tps, summary.latency_ms, p99,
-        count_failures(summary, done.returncode), cpu,
-        error_line(done.stderr) if could_not_start else None,
+        failed, cpu, message if done.returncode == EXIT_COULD_NOT_START else None, message,
     )  # fmt: skip
 
 
