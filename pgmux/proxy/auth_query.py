@@ -84,6 +84,13 @@ class AuthQuery:
                     "could not look up the user's password (auth_query failed); "
                     "check auth_user and its password in auth_file",
                 ) from None
+            except asyncio.CancelledError:
+                # The client left (or hit client_login_timeout) with the query in flight: its
+                # reply would be read as the next user's secret. Never reuse that connection.
+                interrupted = self._connections.pop(key, None)
+                if interrupted is not None:
+                    interrupted.close("auth_query interrupted")
+                raise
 
     async def _lookup(
         self, key: tuple[str | None, int, str], auth_user: str, user: str

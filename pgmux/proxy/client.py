@@ -175,6 +175,10 @@ class ClientConnection(asyncio.BufferedProtocol):
         if self.pending:
             self._queue(view, end)
             return None
+        if end < 5:
+            # Not even a whole header yet: a client that stalls here must not hold a server.
+            self.carry = bytes(view[:end])
+            return None
         kind = view[0]
         if kind == _TERMINATE:
             self.close_quietly()

@@ -8,6 +8,8 @@ and a wrong password look the same to the client (28P01), so the error reveals n
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import secrets as random_secrets
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from pgmux.auth.md5 import verify_md5_response
 from pgmux.auth.scram import ScramServer
-from pgmux.auth.secrets import AuthError, ScramSecret, secret_kind
+from pgmux.auth.secrets import DEFAULT_SALT_LEN, AuthError, ScramSecret, secret_kind
 from pgmux.protocol import messages as m
 from pgmux.protocol.errors import (
     FEATURE_NOT_SUPPORTED,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgmux.client")
 
 ADMIN_DATABASES = ("pgmux", "pgbouncer")
+_SALT_KEY = os.urandom(32)  # keys the per-user salts of _stable_salt for this process
 
 
 @dataclass
@@ -204,11 +207,24 @@ async def _auth_md5(client: ClientConnection, user: str, secret: str | None) -> 
     return Credentials(password=secret)
 
 
+def _stable_salt(user: str) -> bytes:
+    """The salt offered to ``user`` when no SCRAM secret is stored (unknown user, plain password).
+
+    Like PostgreSQL's scram_mock_salt() it is the same on every attempt, as a stored secret's
+    salt is, so that comparing two attempts does not tell which users exist.
+    """
+    return hmac.new(_SALT_KEY, user.encode(), hashlib.sha256).digest()[:DEFAULT_SALT_LEN]
+
+
 async def _auth_scram(client: ClientConnection, user: str, secret: str | None) -> Credentials:
     # An unknown user still gets a full exchange against a throwaway secret, so that the
     # client cannot tell "no such user" from "wrong password".
     known = secret is not None
-    scram = ScramServer(secret if secret is not None else random_secrets.token_hex(16))
+    if secret is not None and secret_kind(secret) == "scram":
+        scram = ScramServer(secret)
+    else:
+        password = secret if secret is not None else random_secrets.token_hex(16)
+        scram = ScramServer(ScramSecret.from_password(password, salt=_stable_salt(user)))
     client.send(m.authentication_sasl(["SCRAM-SHA-256"]))
     try:
         mechanism, first = m.parse_sasl_initial_response(await _read_password_message(client))

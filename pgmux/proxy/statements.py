@@ -247,6 +247,8 @@ def _sql_level(
     Returns the Query to send, rewritten when DEALLOCATE names one of the client's statements.
     """
     text = bytes(msg[5:-1])
+    if not text.lstrip()[:10].lower().startswith((b"deallocate", b"discard")):
+        return msg  # the common case, decided without a regex
     upper = text.strip().rstrip(b";").strip().upper()
     if upper in (b"DEALLOCATE ALL", b"DEALLOCATE PREPARE ALL", b"DISCARD ALL"):
         statements.names.clear()
