@@ -179,10 +179,8 @@ class Pool:
     def _take_idle(self, now: float) -> Any | None:
         idle = self.sv_idle
         while idle:
-            if self.settings.server_round_robin:
-                server = next(iter(idle))
-            else:
-                server = next(reversed(idle))  # LIFO: the warmest connection first
+            # LIFO unless server_round_robin: the warmest connection first.
+            server = next(iter(idle)) if self.settings.server_round_robin else next(reversed(idle))
             if self._must_close(server, now):
                 self.remove_server(server)
                 server.close("server_lifetime" if not server.close_needed else "reconnect")
@@ -233,14 +231,11 @@ class Pool:
         return size > 0 and self.server_count >= size and not self._reserve_allowed(now)
 
     def _shared_full(self) -> bool:
-        settings = self.settings
-        if settings.max_db_connections > 0:
-            if self.counters.by_db.get(self.database, 0) >= settings.max_db_connections:
-                return True
-        if settings.max_user_connections > 0:
-            if self.counters.by_user.get(self.user, 0) >= settings.max_user_connections:
-                return True
-        return False
+        settings, counters = self.settings, self.counters
+        db_limit, user_limit = settings.max_db_connections, settings.max_user_connections
+        return (0 < db_limit <= counters.by_db.get(self.database, 0)) or (
+            0 < user_limit <= counters.by_user.get(self.user, 0)
+        )
 
     def _evict_sibling_idle(self) -> bool:
         """Close an idle server of a sibling pool that frees a slot of the full limit(s)."""
@@ -265,8 +260,8 @@ class Pool:
             return False
         if self.server_count >= settings.pool_size + settings.reserve_pool_size:
             return False
-        oldest = next(iter(self.cl_waiting))
-        return now - oldest.wait_start >= settings.reserve_pool_timeout
+        oldest_start: float = next(iter(self.cl_waiting)).wait_start
+        return now - oldest_start >= settings.reserve_pool_timeout
 
     def in_login_retry(self, now: float) -> bool:
         return (
@@ -296,4 +291,5 @@ class Pool:
     def max_wait(self, now: float) -> float:
         if not self.cl_waiting:
             return 0.0
-        return now - next(iter(self.cl_waiting)).wait_start
+        oldest_start: float = next(iter(self.cl_waiting)).wait_start
+        return now - oldest_start

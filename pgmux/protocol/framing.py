@@ -101,7 +101,9 @@ class FrontendScanner:
             if kind == _Q or kind == _S or kind == _F:
                 self.pending += 1
                 self.partial = False
-            elif kind != _COPY_DATA and kind != _COPY_DONE and kind != _COPY_FAIL and kind != _FLUSH:
+            elif (
+                kind != _COPY_DATA and kind != _COPY_DONE and kind != _COPY_FAIL and kind != _FLUSH
+            ):
                 if kind not in FRONTEND_TYPES:
                     raise bad_type(kind)
                 self.partial = True
@@ -134,8 +136,17 @@ class BackendScanner:
     list stays empty in the common case, so the steady state allocates nothing.
     """
 
-    __slots__ = ("_body", "_header", "collecting", "last_kind", "max_length", "parameters",
-                 "ready_count", "skip", "status")
+    __slots__ = (
+        "_body",
+        "_header",
+        "collecting",
+        "last_kind",
+        "max_length",
+        "parameters",
+        "ready_count",
+        "skip",
+        "status",
+    )
 
     def __init__(self, max_length: int = 1 << 30) -> None:
         self.max_length = max_length

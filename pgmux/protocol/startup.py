@@ -92,8 +92,7 @@ def _decode(code: int, length: int, body: bytes) -> StartupPacket:
     if major != 3:
         raise PgmuxError(
             FEATURE_NOT_SUPPORTED,
-            f"unsupported frontend protocol {major}.{code & 0xFFFF}: "
-            "server supports 3.0 to 3.0",
+            f"unsupported frontend protocol {major}.{code & 0xFFFF}: server supports 3.0 to 3.0",
         )
     return StartupMessage(code, _decode_parameters(body))
 

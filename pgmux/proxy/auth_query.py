@@ -67,8 +67,11 @@ class AuthQuery:
     async def lookup(self, entry: DatabaseEntry, database: str, user: str) -> str | None:
         cfg = self.pooler.config
         auth_user = entry.auth_user or cfg.get_str("auth_user")
-        dbname = cfg.get_str("auth_dbname") or entry.dbname or (
-            database if entry.name == "*" else entry.name)
+        dbname = (
+            cfg.get_str("auth_dbname")
+            or entry.dbname
+            or (database if entry.name == "*" else entry.name)
+        )
         key = (entry.host, entry.port, dbname)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
@@ -117,8 +120,9 @@ class AuthQuery:
         if server is not None and not server.closed:
             return server
         password = self.pooler.userlist.get(auth_user)
-        target = ServerTarget(host=key[0], port=key[1], dbname=key[2], user=auth_user,
-                              password=password)
+        target = ServerTarget(
+            host=key[0], port=key[1], dbname=key[2], user=auth_user, password=password
+        )
         server = await open_server(self.pooler, self._pool, target)
         server.reader = MessageReader(self.pooler.max_packet_size)  # stays in login-style reads
         self._connections[key] = server

@@ -287,8 +287,13 @@ class ClientConnection(asyncio.BufferedProtocol):
         if not new:
             return
         if not self.pinned:
-            log.info("client %d (%s@%s) pinned to its server connection: %s",
-                     self.id, self.user, self.database, ", ".join(new))
+            log.info(
+                "client %d (%s@%s) pinned to its server connection: %s",
+                self.id,
+                self.user,
+                self.database,
+                ", ".join(new),
+            )
         self.pinned.update(dict.fromkeys(new))
         self.releases = False
 
@@ -316,8 +321,8 @@ class ClientConnection(asyncio.BufferedProtocol):
                 and not scanner.partial
                 and not scanner.skip
                 and not self.carry
-                and not (self.tracking and self.statements.queue)
-            ):  # type: ignore[union-attr]
+                and not (self.tracking and self.statements and self.statements.queue)
+            ):
                 self._unlink(server, now)
                 self.pool.server_ready(server, now)  # type: ignore[union-attr]
 

@@ -104,9 +104,7 @@ async def login(pooler: Pooler, client: ClientConnection) -> None:
     if "replication" in params and params["replication"].lower() not in ("false", "0", "off"):
         raise PgmuxError(FEATURE_NOT_SUPPORTED, "replication connections are not supported")
     if pooler.client_limit_reached(client):
-        raise PgmuxError(
-            TOO_MANY_CONNECTIONS, "no more connections allowed (max_client_conn)"
-        )
+        raise PgmuxError(TOO_MANY_CONNECTIONS, "no more connections allowed (max_client_conn)")
     if database in ADMIN_DATABASES:
         await _admin_login(pooler, client, user)
         return

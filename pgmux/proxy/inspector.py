@@ -36,10 +36,32 @@ _Q = ord("Q")
 # text classify() could give a pin, a release or a database name: anything that does not start
 # with a plain DML/transaction keyword, several statements, the function names that take
 # session locks or set parameters, and SELECT ... INTO a temporary table.
-_PLAIN_STARTS = (b"select", b"insert", b"update", b"delete", b"with", b"begin", b"commit",
-                 b"rollback", b"end", b"start", b"savepoint", b"release", b"values", b"table",
-                 b"show", b"abort", b"copy", b"explain", b"fetch", b"move", b"truncate",
-                 b"lock", b"merge", b"notify")
+_PLAIN_STARTS = (
+    b"select",
+    b"insert",
+    b"update",
+    b"delete",
+    b"with",
+    b"begin",
+    b"commit",
+    b"rollback",
+    b"end",
+    b"start",
+    b"savepoint",
+    b"release",
+    b"values",
+    b"table",
+    b"show",
+    b"abort",
+    b"copy",
+    b"explain",
+    b"fetch",
+    b"move",
+    b"truncate",
+    b"lock",
+    b"merge",
+    b"notify",
+)
 _SUSPECT = (b"advisory", b"set_config", b"u&")
 
 
@@ -88,8 +110,9 @@ class Inspector:
         if not maybe_effect(text):
             return False
         found = self.cache.lookup(text)
-        if not (found.pins or found.releases or found.drop_databases
-                or found.create_from_templates):
+        if not (
+            found.pins or found.releases or found.drop_databases or found.create_from_templates
+        ):
             return False
         for name in found.drop_databases + found.create_from_templates:
             self.pooler.release_database(name)

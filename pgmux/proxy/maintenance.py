@@ -83,12 +83,14 @@ def _waiting_clients(pooler: Pooler, pool: Pool, now: float) -> None:
         return
     for client in list(pool.cl_waiting):
         if now - client.wait_start >= timeout:
-            client.fail(PgmuxError(
-                QUERY_CANCELED,
-                f"query_wait_timeout: no server connection became free within {timeout:g} s",
-                hint="the pool is too small for the load (default_pool_size / pool_size), "
-                "or transactions hold their connections too long",
-            ))
+            client.fail(
+                PgmuxError(
+                    QUERY_CANCELED,
+                    f"query_wait_timeout: no server connection became free within {timeout:g} s",
+                    hint="the pool is too small for the load (default_pool_size / pool_size), "
+                    "or transactions hold their connections too long",
+                )
+            )
 
 
 def _active_clients(pooler: Pooler, pool: Pool, now: float) -> None:
@@ -98,28 +100,51 @@ def _active_clients(pooler: Pooler, pool: Pool, now: float) -> None:
         if server is None:
             idle = settings.client_idle_timeout
             if idle > 0 and now - client.request_time >= idle:
-                client.fail(PgmuxError(IDLE_SESSION_TIMEOUT,
-                                       "client_idle_timeout: closing idle client connection"))
+                client.fail(
+                    PgmuxError(
+                        IDLE_SESSION_TIMEOUT, "client_idle_timeout: closing idle client connection"
+                    )
+                )
             continue
         busy = not client.scanner.idle
-        if busy and settings.query_timeout > 0 and \
-                now - client.request_time >= settings.query_timeout:
+        if (
+            busy
+            and settings.query_timeout > 0
+            and now - client.request_time >= settings.query_timeout
+        ):
             # Closing the server connection alone would leave the query running (and holding
             # its locks) until it next writes: cancel it first, as a client would.
             pooler.cancel(*client.cancel_key)
-            client.fail(PgmuxError(QUERY_CANCELED,
-                                   f"query_timeout: query ran longer than "
-                                   f"{settings.query_timeout:g} s"))
-        elif not busy and server.tx_status != m.TX_IDLE and \
-                settings.idle_transaction_timeout > 0 and \
-                now - client.request_time >= settings.idle_transaction_timeout:
-            client.fail(PgmuxError(IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
-                                   "idle_transaction_timeout: closing connection that was idle "
-                                   "in a transaction for too long"))
-        elif not busy and client.pool_mode == "session" and settings.client_idle_timeout > 0 \
-                and now - client.request_time >= settings.client_idle_timeout:
-            client.fail(PgmuxError(IDLE_SESSION_TIMEOUT,
-                                   "client_idle_timeout: closing idle client connection"))
+            client.fail(
+                PgmuxError(
+                    QUERY_CANCELED,
+                    f"query_timeout: query ran longer than {settings.query_timeout:g} s",
+                )
+            )
+        elif (
+            not busy
+            and server.tx_status != m.TX_IDLE
+            and settings.idle_transaction_timeout > 0
+            and now - client.request_time >= settings.idle_transaction_timeout
+        ):
+            client.fail(
+                PgmuxError(
+                    IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+                    "idle_transaction_timeout: closing connection that was idle "
+                    "in a transaction for too long",
+                )
+            )
+        elif (
+            not busy
+            and client.pool_mode == "session"
+            and settings.client_idle_timeout > 0
+            and now - client.request_time >= settings.client_idle_timeout
+        ):
+            client.fail(
+                PgmuxError(
+                    IDLE_SESSION_TIMEOUT, "client_idle_timeout: closing idle client connection"
+                )
+            )
 
 
 def _idle_servers(pool: Pool, now: float) -> None:
@@ -130,11 +155,17 @@ def _idle_servers(pool: Pool, now: float) -> None:
         idle_for = now - server.idle_since
         lifetime = settings.server_lifetime
         jitter = 1.0 - 0.1 * (server.id % 10) / 10
-        if pool.server_count <= settings.min_pool_size and not server.close_needed \
-                and (lifetime <= 0 or now - server.connect_time < lifetime * jitter):
+        if (
+            pool.server_count <= settings.min_pool_size
+            and not server.close_needed
+            and (lifetime <= 0 or now - server.connect_time < lifetime * jitter)
+        ):
             continue
-        if (settings.server_idle_timeout > 0 and idle_for >= settings.server_idle_timeout) \
-                or (lifetime > 0 and now - server.connect_time >= lifetime * jitter) \
-                or server.close_needed or server.generation != pool.generation:
+        if (
+            (settings.server_idle_timeout > 0 and idle_for >= settings.server_idle_timeout)
+            or (lifetime > 0 and now - server.connect_time >= lifetime * jitter)
+            or server.close_needed
+            or server.generation != pool.generation
+        ):
             pool.remove_server(server)
             server.close("server_idle_timeout/server_lifetime")

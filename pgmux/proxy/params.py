@@ -61,9 +61,7 @@ def parse_options(text: str) -> dict[str, str]:
         if word == "-c" and i + 1 < len(words):
             word = words[i + 1]
             i += 1
-        elif word.startswith("-c"):
-            word = word[2:]
-        elif word.startswith("--"):
+        elif word.startswith("-c") or word.startswith("--"):
             word = word[2:]
         else:
             raise ValueError(f"invalid command-line argument in options: {word!r}")
@@ -93,8 +91,11 @@ def client_parameters(
     server_defaults: Mapping[str, str], startup: Mapping[str, str], names: Mapping[str, str]
 ) -> dict[str, str]:
     """A new client's wanted values: the server's defaults, overridden by its startup packet."""
-    params = {canonical: server_defaults[canonical] for canonical in names.values()
-              if canonical in server_defaults}
+    params = {
+        canonical: server_defaults[canonical]
+        for canonical in names.values()
+        if canonical in server_defaults
+    }
     for lowered, value in startup.items():
         params[names.get(lowered, lowered)] = value
     return params

@@ -22,7 +22,6 @@ from pgmux.auth.secrets import secret_kind
 from pgmux.auth.userlist import load_userlist
 from pgmux.config import Config, DatabaseEntry, split_list
 from pgmux.pool.pool import Counters, Pool, PoolSettings
-from pgmux.protocol.prepared import Registry
 from pgmux.protocol import messages as m
 from pgmux.protocol.errors import (
     ADMIN_SHUTDOWN,
@@ -33,6 +32,7 @@ from pgmux.protocol.errors import (
     PgmuxError,
     ServerError,
 )
+from pgmux.protocol.prepared import Registry
 from pgmux.proxy.auth_query import AuthQuery
 from pgmux.proxy.client import ClientConnection
 from pgmux.proxy.client_login import Credentials, login
@@ -41,8 +41,8 @@ from pgmux.proxy.lifecycle import Lifecycle
 from pgmux.proxy.maintenance import StatsWindow
 from pgmux.proxy.params import client_parameters, tracked_names
 from pgmux.proxy.server import ServerConnection
-from pgmux.proxy.statements import STATEMENT_INTERCEPT, ClientStatements
 from pgmux.proxy.server_login import ServerTarget, open_server
+from pgmux.proxy.statements import STATEMENT_INTERCEPT, ClientStatements
 
 log = logging.getLogger("pgmux")
 
@@ -100,8 +100,9 @@ class Pooler:
             if entry is None:
                 continue  # removed from the config: existing clients finish, no new logins
             pool.settings = self.pool_settings(entry, pool.user)
-            target = self._target(entry, pool.database, entry.user or pool.user,
-                                  self.credentials[pool])
+            target = self._target(
+                entry, pool.database, entry.user or pool.user, self.credentials[pool]
+            )
             if target != self.targets[pool]:
                 # Where or as whom the pool logs in changed: replace its server connections
                 # as they become free (as RECONNECT does).
@@ -137,12 +138,12 @@ class Pooler:
             pool_mode=pick(entry.pool_mode, u and u.pool_mode, "pool_mode"),
             pool_size=pick(entry.pool_size, u and u.pool_size, "default_pool_size"),
             min_pool_size=pick(entry.min_pool_size, None, "min_pool_size"),
-            reserve_pool_size=pick(entry.reserve_pool_size, u and u.reserve_pool_size,
-                                   "reserve_pool_size"),
+            reserve_pool_size=pick(
+                entry.reserve_pool_size, u and u.reserve_pool_size, "reserve_pool_size"
+            ),
             reserve_pool_timeout=cfg.get_float("reserve_pool_timeout"),
             max_db_connections=pick(entry.max_db_connections, None, "max_db_connections"),
-            max_user_connections=pick(None, u and u.max_user_connections,
-                                      "max_user_connections"),
+            max_user_connections=pick(None, u and u.max_user_connections, "max_user_connections"),
             server_lifetime=cfg.get_float("server_lifetime"),
             server_idle_timeout=cfg.get_float("server_idle_timeout"),
             server_check_delay=cfg.get_float("server_check_delay"),
@@ -151,8 +152,9 @@ class Pooler:
             server_round_robin=cfg.get_bool("server_round_robin"),
             query_timeout=pick(None, u and u.query_timeout, "query_timeout"),
             query_wait_timeout=cfg.get_float("query_wait_timeout"),
-            idle_transaction_timeout=pick(None, u and u.idle_transaction_timeout,
-                                          "idle_transaction_timeout"),
+            idle_transaction_timeout=pick(
+                None, u and u.idle_transaction_timeout, "idle_transaction_timeout"
+            ),
             client_idle_timeout=pick(None, u and u.client_idle_timeout, "client_idle_timeout"),
             server_login_retry=cfg.get_float("server_login_retry"),
             session_state=cfg.get_str("session_state"),
@@ -180,8 +182,9 @@ class Pooler:
         key = (database, user)
         pool = self.pools.get(key)
         if pool is None:
-            pool = Pool(database, user, self.pool_settings(entry, user), self.counters,
-                        self._launch)
+            pool = Pool(
+                database, user, self.pool_settings(entry, user), self.counters, self._launch
+            )
             pool.paused = self.lifecycle.is_paused(database)
             self.pools[key] = pool
             self.servers_by_pool[pool] = {}
@@ -253,8 +256,7 @@ class Pooler:
             pool.server_params = dict(server.tracked)
             self.first_server_ready(pool)
         server.tracked = {
-            name: value for name, value in server.tracked.items()
-            if name in self.tracked.values()
+            name: value for name, value in server.tracked.items() if name in self.tracked.values()
         }
         self.servers_by_pool[pool][server] = None
         await self._after_login(pool, server, target)
@@ -346,12 +348,18 @@ class Pooler:
         # Only what PostgreSQL itself reports, in its spelling (UTF8 for utf8, ...).
         reported = dict(pool.server_params)
         reported.update((k, v) for k, v in client.params.items() if k in reported)
-        client.send(m.parameter_status_block(reported) + m.backend_key_data(pid, key)
-                    + m.ready_for_query())
+        client.send(
+            m.parameter_status_block(reported) + m.backend_key_data(pid, key) + m.ready_for_query()
+        )
         self._enter_forwarding(client)
         if self.log_connections:
-            log.info("client %d login: %s@%s from %s", client.id, client.user,
-                     client.database, _addr(client.addr))
+            log.info(
+                "client %d login: %s@%s from %s",
+                client.id,
+                client.user,
+                client.database,
+                _addr(client.addr),
+            )
 
     async def _first_server(self, pool: Pool) -> None:
         waiter = self._welcome_waiters.get(pool)
@@ -425,12 +433,19 @@ class Pooler:
         client.send(m.AUTHENTICATION_OK)
         client.is_admin = True
         client.admin = AdminSession(self, client)
-        params = {"server_version": "15.0 (pgmux " + VERSION + ")", "client_encoding": "UTF8",
-                  "server_encoding": "UTF8", "DateStyle": "ISO, MDY",
-                  "standard_conforming_strings": "on", "TimeZone": "UTC",
-                  "integer_datetimes": "on", "application_name": client.application_name}
-        client.send(m.parameter_status_block(params) + m.backend_key_data(0, 0)
-                    + m.ready_for_query())
+        params = {
+            "server_version": "15.0 (pgmux " + VERSION + ")",
+            "client_encoding": "UTF8",
+            "server_encoding": "UTF8",
+            "DateStyle": "ISO, MDY",
+            "standard_conforming_strings": "on",
+            "TimeZone": "UTC",
+            "integer_datetimes": "on",
+            "application_name": client.application_name,
+        }
+        client.send(
+            m.parameter_status_block(params) + m.backend_key_data(0, 0) + m.ready_for_query()
+        )
         self._enter_forwarding(client)
 
     def admin_data(self, client: ClientConnection, data: bytes) -> None:
@@ -450,8 +465,9 @@ class Pooler:
                 server.client = None
                 self._server_after_client(pool, client, server)
         if self.log_disconnections and client.pool is not None:
-            log.info("client %d closing: %s@%s (%s)", client.id, client.user, client.database,
-                     reason)
+            log.info(
+                "client %d closing: %s@%s (%s)", client.id, client.user, client.database, reason
+            )
 
     def _server_after_client(
         self, pool: Pool, client: ClientConnection, server: ServerConnection
@@ -468,8 +484,11 @@ class Pooler:
             pool.remove_server(server)  # session state and nothing to clear it with
             server.close("pinned client left and server_reset_query is empty")
             return
-        if reset and (client.pool_mode == "session" or client.pinned
-                      or self.config.get_bool("server_reset_query_always")):
+        if reset and (
+            client.pool_mode == "session"
+            or client.pinned
+            or self.config.get_bool("server_reset_query_always")
+        ):
             pool.move(server, pool.sv_tested)
             server.run_internal(reset, lambda error: self._reset_done(pool, server, error))
             return
@@ -555,7 +574,10 @@ class Pooler:
         if addr:
             hosts: list[str] | None = None if addr == "*" else list(split_list(addr))
             server = await self.loop.create_server(
-                lambda: ClientConnection(self), hosts, port, reuse_port=reuse or None,
+                lambda: ClientConnection(self),
+                hosts,
+                port,
+                reuse_port=reuse or None,
                 backlog=1024,
             )
             self.listeners.append(server)
@@ -592,7 +614,9 @@ class Pooler:
         return PgmuxError(CANNOT_CONNECT_NOW, "pgmux is shutting down")
 
     def kill_error(self) -> PgmuxError:
-        return PgmuxError(ADMIN_SHUTDOWN, "terminating connection due to KILL from the admin console")
+        return PgmuxError(
+            ADMIN_SHUTDOWN, "terminating connection due to KILL from the admin console"
+        )
 
     def shutdown_error(self) -> PgmuxError:
         return PgmuxError(ADMIN_SHUTDOWN, "terminating connection due to pgmux shutdown")
@@ -614,8 +638,9 @@ def _client_error(exc: BaseException) -> PgmuxError:
     if isinstance(exc, PgmuxError):
         return exc
     if isinstance(exc, ServerError):
-        return PgmuxError(exc.sqlstate, exc.message, detail=exc.fields.get("D"),
-                          hint=exc.fields.get("H"))
+        return PgmuxError(
+            exc.sqlstate, exc.message, detail=exc.fields.get("D"), hint=exc.fields.get("H")
+        )
     return PgmuxError(CONNECTION_FAILURE, f"could not connect to server: {exc}")
 
 

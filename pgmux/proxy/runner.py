@@ -15,8 +15,8 @@ import os
 import resource
 import shutil
 import signal
-import tempfile
 import sys
+import tempfile
 
 from pgmux.config import Config
 from pgmux.proxy.maintenance import janitor
@@ -40,7 +40,9 @@ def raise_file_limit(max_client_conn: int, pool_hint: int) -> None:
         log.warning(
             "max_client_conn = %d needs about %d open files but the limit is %d "
             "(raise it with ulimit -n or LimitNOFILE=); clients beyond it will be refused",
-            max_client_conn, wanted, target,
+            max_client_conn,
+            wanted,
+            target,
         )
     else:
         log.info("raised the open file limit from %d to %d", soft, target)
@@ -74,9 +76,12 @@ async def serve(config: Config) -> None:
         pooler.stop_listening()
         raise StartupError(f"cannot listen: {exc}") from None
     addr = config.get_str("listen_addr")
-    log.info("listening on %s:%d%s", addr, config.get_int("listen_port"),
-             f" and {config.get_str('unix_socket_dir')}" if config.get_str("unix_socket_dir")
-             else "")
+    log.info(
+        "listening on %s:%d%s",
+        addr,
+        config.get_int("listen_port"),
+        f" and {config.get_str('unix_socket_dir')}" if config.get_str("unix_socket_dir") else "",
+    )
     maintenance = loop.create_task(janitor(pooler))
     await pooler.lifecycle.stopped.wait()
     maintenance.cancel()
@@ -136,8 +141,7 @@ def _run_workers(config: Config, workers: int) -> int:
             os.environ["PGMUX_WORKER"] = str(index)
             os.environ["PGMUX_WORKERS"] = str(workers)
             os.environ["PGMUX_WORKER_DIR"] = cancel_dir
-            code = _run_one(config)
-            os._exit(code)
+            os._exit(_run_child(config, index))
         children.append(pid)
 
     def forward(signum: int, frame: object) -> None:
@@ -153,6 +157,17 @@ def _run_workers(config: Config, workers: int) -> int:
         status = status or os.waitstatus_to_exitcode(code)
     shutil.rmtree(cancel_dir, ignore_errors=True)
     return status
+
+
+def _run_child(config: Config, index: int) -> int:
+    """A worker's life; nothing may escape it into the parent's code that fork copied."""
+    try:
+        return _run_one(config)
+    except StartupError as exc:
+        log.error("worker %d: %s", index, exc)
+    except Exception:
+        log.exception("worker %d failed", index)
+    return 1
 
 
 def configure_logging(verbose: int, logfile: str = "") -> None:

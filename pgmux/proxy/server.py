@@ -10,6 +10,7 @@ the linked client; only headers are looked at).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import struct
@@ -102,7 +103,7 @@ class ServerConnection(asyncio.BufferedProtocol):
             self._relay_statement_mode(client, view, nbytes)
             return
         # The hot path, inlined: forward, then look at the headers of what was forwarded.
-        transport = client.transport
+        transport: Any = client.transport
         transport.write(view[:nbytes])
         if transport.get_write_buffer_size():
             SHARED.renew()  # the transport kept a reference to the shared buffer
@@ -320,10 +321,9 @@ class ServerConnection(asyncio.BufferedProtocol):
         log.debug("server %d closing: %s", self.id, reason)
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            try:
+            # The socket may already be gone; closing is what matters.
+            with contextlib.suppress(Exception):
                 transport.write(m.TERMINATE_MESSAGE)
-            except Exception:  # the socket may already be gone; closing is what matters
-                pass
             transport.close()
 
 

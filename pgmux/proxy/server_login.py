@@ -88,7 +88,7 @@ async def _connect_and_login(
     if path is not None:
         await loop.create_unix_connection(lambda: server, path)
     else:
-        await loop.create_connection(lambda: server, target.host, target.port)
+        await loop.create_connection(lambda: server, target.host or "localhost", target.port)
     assert server.transport is not None and server.reader is not None
     params = {"user": target.user, "database": target.dbname, **dict(target.startup_extra)}
     server.transport.write(startup_message(params))

@@ -65,7 +65,11 @@ class ClientStatements:
 
 
 def intercept(
-    client: ClientConnection, server: ServerConnection, msg: memoryview, kind: int, out: list[bytes | memoryview]
+    client: ClientConnection,
+    server: ServerConnection,
+    msg: memoryview,
+    kind: int,
+    out: list[bytes | memoryview],
 ) -> bool:
     """Handle one intercepted message; True when pgmux answered it itself (nothing sent)."""
     statements = client.statements
@@ -83,9 +87,10 @@ def intercept(
     elif kind == _D or kind == _C:
         _describe_or_close(client, server, statements, msg, kind, out)
     else:
+        sent: bytes | memoryview = msg
         if kind == _Q:
-            msg = _sql_level(client, server, statements, msg, out)
-        out.append(msg)
+            sent = _sql_level(client, server, statements, msg, out)
+        out.append(sent)
         if client.tracking:
             statements.queue.expect(Entry(kind))
     return False
