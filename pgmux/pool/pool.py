@@ -108,6 +108,7 @@ class Pool:
         self.server_params: dict[str, str] = {}
         # Startup parameters already validated on a server -> PostgreSQL's spelling of them.
         self.parameter_cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        self.status_blocks: dict[tuple[tuple[str, str], ...], bytes] = {}  # welcome messages
         self.last_login_error: Exception | None = None
         self.last_login_error_at = 0.0
         counters.pools.append(self)

@@ -94,6 +94,7 @@ def authentication(code: int, payload: bytes = b"") -> bytes:
 
 
 AUTHENTICATION_OK = authentication(AUTH_OK)
+READY_FOR_QUERY_IDLE = message(READY_FOR_QUERY, b"I")
 
 
 def authentication_sasl(mechanisms: Sequence[str]) -> bytes:

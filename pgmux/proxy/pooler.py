@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets as random_secrets
 import socket
 import time
 from typing import Any
@@ -315,8 +314,10 @@ class Pooler:
             client.fail(PgmuxError(INTERNAL_ERROR, f"internal error during login: {exc}"))
 
     async def welcome(self, client: ClientConnection, pool: Pool) -> None:
-        """AuthenticationOk, the server's parameters, BackendKeyData, ReadyForQuery."""
-        client.send(m.AUTHENTICATION_OK)
+        """AuthenticationOk, the server's parameters, BackendKeyData, ReadyForQuery.
+
+        All four go out in one write, once everything that can still fail has been done.
+        """
         now = time.monotonic()
         if pool.in_login_retry(now) and pool.last_login_error is not None:
             raise _copy_error(pool.last_login_error)
@@ -334,7 +335,9 @@ class Pooler:
         client.params = client_parameters(pool.server_params, client.startup, self.tracked)
         pool.add_client(client)
         pool.stats.client_login_count += 1
-        pid = random_secrets.randbelow(2**31 - 1) + 1
+        # One read of the system's CSPRNG gives the cancel key (and the pid pgmux makes up).
+        entropy = int.from_bytes(os.urandom(8), "big")
+        pid = (entropy >> 33) or 1
         if client.pool_mode == "session":
             server = await self._login_server(client, pool)
             await self._apply_parameters(client, server)
@@ -342,14 +345,14 @@ class Pooler:
         elif client.params != pool.server_params_for(client.params):
             await self._check_parameters(client, pool)
         # The low byte of the secret names the worker that owns the client.
-        key = (random_secrets.randbits(24) << 8) | self.worker_index
+        key = (entropy & 0xFFFFFF00) | self.worker_index
         client.cancel_key = (pid, key)
         self.cancel_keys[client.cancel_key] = client
-        # Only what PostgreSQL itself reports, in its spelling (UTF8 for utf8, ...).
-        reported = dict(pool.server_params)
-        reported.update((k, v) for k, v in client.params.items() if k in reported)
         client.send(
-            m.parameter_status_block(reported) + m.backend_key_data(pid, key) + m.ready_for_query()
+            m.AUTHENTICATION_OK
+            + self._status_block(pool, client.params)
+            + m.backend_key_data(pid, key)
+            + m.READY_FOR_QUERY_IDLE
         )
         self._enter_forwarding(client)
         if self.log_connections:
@@ -360,6 +363,20 @@ class Pooler:
                 client.database,
                 _addr(client.addr),
             )
+
+    @staticmethod
+    def _status_block(pool: Pool, params: dict[str, str]) -> bytes:
+        """ParameterStatus messages for a client: only what PostgreSQL itself reports, in its
+        spelling (UTF8 for utf8, ...). Most clients want the same values: cached per pool."""
+        key = tuple(params.items())
+        block = pool.status_blocks.get(key)
+        if block is None:
+            reported = dict(pool.server_params)
+            reported.update((k, v) for k, v in params.items() if k in reported)
+            block = m.parameter_status_block(reported)
+            if len(pool.status_blocks) < 256:
+                pool.status_blocks[key] = block
+        return block
 
     async def _first_server(self, pool: Pool) -> None:
         waiter = self._welcome_waiters.get(pool)

@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 
 from pgmux.config import Config
 from pgmux.proxy.maintenance import janitor
@@ -170,12 +171,30 @@ def _run_child(config: Config, index: int) -> int:
     return 1
 
 
+class _Formatter(logging.Formatter):
+    """PgBouncer-like lines; the timestamp is formatted once per second, not per line."""
+
+    _second = -1
+    _stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self._stamp}.{int(record.msecs):03d}"
+
+
 def configure_logging(verbose: int, logfile: str = "") -> None:
+    # With log_connections on, every login writes lines: skip what no line of ours shows.
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # no stack walk to find the caller's file and line
     level = logging.DEBUG if verbose > 0 else logging.INFO
     handler: logging.Handler = (
         logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
     )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+    handler.setFormatter(_Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
     root = logging.getLogger("pgmux")
     root.handlers[:] = [handler]
     root.setLevel(level)
