@@ -20,7 +20,7 @@ from pgmux.protocol.messages import TYPE_OID_INT8, TYPE_OID_TEXT
 if TYPE_CHECKING:
     from pgmux.proxy.pooler import Pooler
 
-T, I = TYPE_OID_TEXT, TYPE_OID_INT8
+T, I = TYPE_OID_TEXT, TYPE_OID_INT8  # noqa: E741  (column type shorthands for the tables)
 
 
 class AdminError(Exception):
@@ -98,6 +98,7 @@ POOL_COLUMNS = [
     ("cl_active_cancel_req", I), ("cl_waiting_cancel_req", I), ("sv_active", I),
     ("sv_active_cancel", I), ("sv_being_canceled", I), ("sv_idle", I), ("sv_used", I),
     ("sv_tested", I), ("sv_login", I), ("maxwait", I), ("maxwait_us", I), ("pool_mode", T),
+    ("cl_pinned", I),
 ]
 
 
@@ -111,7 +112,7 @@ def show_pools(pooler: Pooler, args: list[str]) -> Result:
             pool.database, pool.user, len(pool.cl_active), len(pool.cl_waiting), 0, 0,
             len(pool.sv_active), 0, 0, len(pool.sv_idle), len(pool.sv_used),
             len(pool.sv_tested), len(pool.sv_login), int(wait), int((wait % 1) * 1_000_000),
-            pool.settings.pool_mode,
+            pool.settings.pool_mode, sum(1 for c in pool.cl_active if c.pinned),
         ))
     return Result("SHOW", POOL_COLUMNS, rows)
 
@@ -162,7 +163,7 @@ CLIENT_COLUMNS = [
     ("type", T), ("user", T), ("database", T), ("state", T), ("addr", T), ("port", I),
     ("local_addr", T), ("local_port", I), ("connect_time", T), ("request_time", T),
     ("wait", I), ("wait_us", I), ("close_needed", I), ("ptr", T), ("link", T),
-    ("remote_pid", I), ("tls", T), ("application_name", T), ("id", I),
+    ("remote_pid", I), ("tls", T), ("application_name", T), ("id", I), ("pinned", T),
 ]
 
 
@@ -184,7 +185,7 @@ def show_clients(pooler: Pooler, args: list[str]) -> Result:
             client.local_addr[0], client.local_addr[1], _ts(client.connect_time),
             _ts(client.request_time), int(wait), int((wait % 1) * 1_000_000), 0,
             f"{client.id:x}", f"{server.id:x}" if server else "", client.cancel_key[0], "",
-            client.application_name, client.id,
+            client.application_name, client.id, ",".join(client.pinned),
         ))
     return Result("SHOW", CLIENT_COLUMNS, rows)
 
@@ -208,6 +209,7 @@ def show_servers(pooler: Pooler, args: list[str]) -> Result:
                     _ts(server.idle_since), 0, 0, int(server.close_needed), f"{server.id:x}",
                     f"{client.id:x}" if client else "", server.backend_pid, "",
                     client.application_name if client else "", server.id,
+                    ",".join(client.pinned) if client else "",
                 ))
     return Result("SHOW", CLIENT_COLUMNS, rows)
 

@@ -8,6 +8,7 @@ and a wrong password look the same to the client (28P01), so the error reveals n
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -214,15 +215,26 @@ def _stable_salt(user: str) -> bytes:
     return hmac.new(_SALT_KEY, user.encode(), hashlib.sha256).digest()[:DEFAULT_SALT_LEN]
 
 
+@functools.lru_cache(maxsize=4096)
+def _derived_secret(user: str, password: str) -> ScramSecret:
+    """The SCRAM secret of a plain auth_file password, derived once (4096 PBKDF2 rounds each
+    time would cap logins at a few hundred a second); the salt is stable per user."""
+    return ScramSecret.from_password(password, salt=_stable_salt(user))
+
+
 async def _auth_scram(client: ClientConnection, user: str, secret: str | None) -> Credentials:
     # An unknown user still gets a full exchange against a throwaway secret, so that the
     # client cannot tell "no such user" from "wrong password".
     known = secret is not None
-    if secret is not None and secret_kind(secret) == "scram":
+    if secret is None:
+        # No key derivation for a user that does not exist: random keys fail the same way.
+        salt = _stable_salt(user)
+        mock = ScramSecret(4096, salt, os.urandom(32), os.urandom(32))
+        scram = ScramServer(mock)
+    elif secret_kind(secret) == "scram":
         scram = ScramServer(secret)
     else:
-        password = secret if secret is not None else random_secrets.token_hex(16)
-        scram = ScramServer(ScramSecret.from_password(password, salt=_stable_salt(user)))
+        scram = ScramServer(_derived_secret(user, secret))
     client.send(m.authentication_sasl(["SCRAM-SHA-256"]))
     try:
         mechanism, first = m.parse_sasl_initial_response(await _read_password_message(client))

@@ -64,6 +64,7 @@ class Lifecycle:
             if self.is_paused(pool.database):
                 continue
             pool.paused = False
+            self.pooler.launch_first_server(pool)
             while pool.cl_waiting and pool.sv_idle:
                 pool.server_ready(next(reversed(pool.sv_idle)), now)
             pool.grow(now)

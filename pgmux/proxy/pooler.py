@@ -383,9 +383,14 @@ class Pooler:
         if waiter is None:
             waiter = self.loop.create_future()
             self._welcome_waiters[pool] = waiter
-            if not pool.sv_login:
-                self._launch(pool)
+            self.launch_first_server(pool)
         await asyncio.shield(waiter)
+
+    def launch_first_server(self, pool: Pool) -> None:
+        """Open the connection a new pool's first login waits for (not while paused:
+        RESUME calls this again)."""
+        if pool in self._welcome_waiters and not pool.sv_login and not pool.paused:
+            self._launch(pool)
 
     def first_server_ready(self, pool: Pool) -> None:
         waiter = self._welcome_waiters.pop(pool, None)
