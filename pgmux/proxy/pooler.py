@@ -16,7 +16,6 @@ import socket
 import time
 from typing import Any
 
-from pgmux.admin.console import AdminSession
 from pgmux.auth.secrets import secret_kind
 from pgmux.auth.userlist import load_userlist
 from pgmux.config import Config, DatabaseEntry, split_list
@@ -38,10 +37,10 @@ from pgmux.proxy.client_login import Credentials, login
 from pgmux.proxy.inspector import Inspector
 from pgmux.proxy.lifecycle import Lifecycle
 from pgmux.proxy.maintenance import StatsWindow
-from pgmux.proxy.params import client_parameters, tracked_names
+from pgmux.proxy.params import tracked_names
 from pgmux.proxy.server import ServerConnection
 from pgmux.proxy.server_login import ServerTarget, open_server
-from pgmux.proxy.statements import STATEMENT_INTERCEPT, ClientStatements
+from pgmux.proxy.welcome import admin_welcome, client_error, copy_error, welcome
 
 log = logging.getLogger("pgmux")
 
@@ -274,15 +273,15 @@ class Pooler:
 
     def _login_failed(self, pool: Pool, exc: BaseException) -> None:
         now = time.monotonic()
-        error = _client_error(exc)
+        error = client_error(exc)
         log.warning("server login failed for %s/%s: %s", pool.database, pool.user, error)
         pool.login_failed(error, now)
         # Waiting clients get the server's own error now instead of waiting for a timeout.
         for client in list(pool.cl_waiting):
-            client.fail(_copy_error(error))
+            client.fail(copy_error(error))
         waiter = self._welcome_waiters.pop(pool, None)
         if waiter is not None and not waiter.done():
-            waiter.set_exception(_copy_error(error))
+            waiter.set_exception(copy_error(error))
 
     # -- client lifecycle ----------------------------------------------------------------
 
@@ -313,72 +312,7 @@ class Pooler:
             log.exception("unexpected error during client login")
             client.fail(PgmuxError(INTERNAL_ERROR, f"internal error during login: {exc}"))
 
-    async def welcome(self, client: ClientConnection, pool: Pool) -> None:
-        """AuthenticationOk, the server's parameters, BackendKeyData, ReadyForQuery.
-
-        All four go out in one write, once everything that can still fail has been done.
-        """
-        now = time.monotonic()
-        if pool.in_login_retry(now) and pool.last_login_error is not None:
-            raise _copy_error(pool.last_login_error)
-        if not pool.server_params:
-            await self._first_server(pool)
-        client.pool = pool
-        client.stats = pool.stats
-        client.pool_mode = pool.settings.pool_mode
-        client.releases = client.pool_mode != "session"
-        client.statement_mode = client.pool_mode == "statement"
-        client.session_state = pool.settings.session_state
-        if client.releases and self.max_prepared_statements > 0:
-            client.statements = ClientStatements(self.max_client_prepared_statements)
-            client.scanner.intercept = STATEMENT_INTERCEPT
-        client.params = client_parameters(pool.server_params, client.startup, self.tracked)
-        pool.add_client(client)
-        pool.stats.client_login_count += 1
-        # One read of the system's CSPRNG gives the cancel key (and the pid pgmux makes up).
-        entropy = int.from_bytes(os.urandom(8), "big")
-        pid = (entropy >> 33) or 1
-        if client.pool_mode == "session":
-            server = await self._login_server(client, pool)
-            await self._apply_parameters(client, server)
-            pid = server.backend_pid or pid
-        elif client.params != pool.server_params_for(client.params):
-            await self._check_parameters(client, pool)
-        # The low byte of the secret names the worker that owns the client.
-        key = (entropy & 0xFFFFFF00) | self.worker_index
-        client.cancel_key = (pid, key)
-        self.cancel_keys[client.cancel_key] = client
-        client.send(
-            m.AUTHENTICATION_OK
-            + self._status_block(pool, client.params)
-            + m.backend_key_data(pid, key)
-            + m.READY_FOR_QUERY_IDLE
-        )
-        self._enter_forwarding(client)
-        if self.log_connections:
-            log.info(
-                "client %d login: %s@%s from %s",
-                client.id,
-                client.user,
-                client.database,
-                _addr(client.addr),
-            )
-
-    @staticmethod
-    def _status_block(pool: Pool, params: dict[str, str]) -> bytes:
-        """ParameterStatus messages for a client: only what PostgreSQL itself reports, in its
-        spelling (UTF8 for utf8, ...). Most clients want the same values: cached per pool."""
-        key = tuple(params.items())
-        block = pool.status_blocks.get(key)
-        if block is None:
-            reported = dict(pool.server_params)
-            reported.update((k, v) for k, v in params.items() if k in reported)
-            block = m.parameter_status_block(reported)
-            if len(pool.status_blocks) < 256:
-                pool.status_blocks[key] = block
-        return block
-
-    async def _first_server(self, pool: Pool) -> None:
+    async def first_server(self, pool: Pool) -> None:
         waiter = self._welcome_waiters.get(pool)
         if waiter is None:
             waiter = self.loop.create_future()
@@ -397,78 +331,11 @@ class Pooler:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _login_server(self, client: ClientConnection, pool: Pool) -> ServerConnection:
-        """A server for a client still logging in (waiting in line like any other client)."""
-        server = pool.acquire(client, time.monotonic())
-        if server is None:
-            client.assigned = self.loop.create_future()
-            await client.assigned
-            server = client.server
-            assert server is not None
-        else:
-            client.link(server)
-        return server
-
-    async def _apply_parameters(self, client: ClientConnection, server: ServerConnection) -> None:
-        """SET the client's parameters on ``server`` and wait: a bad value fails the login
-        with PostgreSQL's own error, and the replies give PostgreSQL's spelling of each value.
-        """
-        done: asyncio.Future[ServerError | None] = self.loop.create_future()
-        if not server.sync_parameters(client, done.set_result):
-            return
-        error = await done
-        if error is not None:
-            # The failed SETs were rolled back, but pgmux's record of them was not: start over.
-            client.server = None
-            server.client = None
-            server.pool.remove_server(server)
-            server.close("parameters rejected at login")
-            raise error
-
-    async def _check_parameters(self, client: ClientConnection, pool: Pool) -> None:
-        """Transaction mode: validate startup parameters once per distinct set, on any server."""
-        key = tuple(sorted(client.startup.items()))
-        known = pool.parameter_cache.get(key)
-        if known is not None:
-            client.params = dict(known)
-            return
-        server = await self._login_server(client, pool)
-        await self._apply_parameters(client, server)
-        client.server = None
-        server.client = None
-        pool.server_ready(server, time.monotonic())
-        if len(pool.parameter_cache) < 1000:
-            pool.parameter_cache[key] = dict(client.params)
-
-    def _enter_forwarding(self, client: ClientConnection) -> None:
-        reader = client.reader
-        assert reader is not None
-        rest = reader.take_rest()
-        client.reader = None
-        if rest:  # the client pipelined its first query behind the login
-            try:
-                client.on_data(memoryview(bytearray(rest)), len(rest))
-            except PgmuxError as error:
-                client.fail(error)
+    async def welcome(self, client: ClientConnection, pool: Pool) -> None:
+        await welcome(self, client, pool)
 
     async def admin_welcome(self, client: ClientConnection) -> None:
-        client.send(m.AUTHENTICATION_OK)
-        client.is_admin = True
-        client.admin = AdminSession(self, client)
-        params = {
-            "server_version": "15.0 (pgmux " + VERSION + ")",
-            "client_encoding": "UTF8",
-            "server_encoding": "UTF8",
-            "DateStyle": "ISO, MDY",
-            "standard_conforming_strings": "on",
-            "TimeZone": "UTC",
-            "integer_datetimes": "on",
-            "application_name": client.application_name,
-        }
-        client.send(
-            m.parameter_status_block(params) + m.backend_key_data(0, 0) + m.ready_for_query()
-        )
-        self._enter_forwarding(client)
+        await admin_welcome(self, client)
 
     def admin_data(self, client: ClientConnection, data: bytes) -> None:
         client.admin.feed(data)
@@ -654,22 +521,6 @@ def _better_credentials(new: ServerTarget, old: ServerTarget) -> bool:
     if old.password is None and old.client_key is None:
         return new.password is not None or new.client_key is not None
     return False
-
-
-def _client_error(exc: BaseException) -> PgmuxError:
-    if isinstance(exc, PgmuxError):
-        return exc
-    if isinstance(exc, ServerError):
-        return PgmuxError(
-            exc.sqlstate, exc.message, detail=exc.fields.get("D"), hint=exc.fields.get("H")
-        )
-    return PgmuxError(CONNECTION_FAILURE, f"could not connect to server: {exc}")
-
-
-def _copy_error(error: Exception) -> PgmuxError:
-    if isinstance(error, PgmuxError):
-        return PgmuxError(error.sqlstate, error.message, "FATAL", error.detail, error.hint)
-    return _client_error(error)
 
 
 def _server_error_body(error: ServerError) -> bytes:

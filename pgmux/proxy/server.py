@@ -127,12 +127,7 @@ class ServerConnection(asyncio.BufferedProtocol):
             client.refuse_transaction_block()
             return
         write_chunk(client.transport, view[:nbytes])
-        self.pool.stats.sent += nbytes
-        if scanner.parameters:
-            self._parameters_changed(scanner.parameters, client)
-        if scanner.ready_count:
-            self.tx_status = scanner.status
-            client.server_ready(self, scanner.status, scanner.ready_count)
+        self._after_forward(client, nbytes)
 
     def _not_relaying(self, view: memoryview, nbytes: int) -> None:
         if self.reader is not None:
@@ -174,8 +169,12 @@ class ServerConnection(asyncio.BufferedProtocol):
         client = self.client
         assert client is not None and client.transport is not None
         write_chunk(client.transport, view[:nbytes])
+        self.scanner.feed(view, 0, nbytes)
+        self._after_forward(client, nbytes)
+
+    def _after_forward(self, client: Any, nbytes: int) -> None:
+        """Bookkeeping for a scanned and forwarded chunk: stats, parameters, ReadyForQuery."""
         scanner = self.scanner
-        scanner.feed(view, 0, nbytes)
         self.pool.stats.sent += nbytes
         if scanner.parameters:
             self._parameters_changed(scanner.parameters, client)

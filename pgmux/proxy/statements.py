@@ -131,11 +131,7 @@ def _parse(
         )
     statements.used = True
     if not _start_tracking(client):
-        statements.private_counter += 1
-        private = b"PGMUX_C%d_%d" % (client.id, statements.private_counter)
-        statements.names[name] = (private, definition)
-        server.statements.add(private, evict=False)
-        out.append(build_parse(private, definition))
+        _prepare_privately(client, server, statements, name, definition, out)
         return
     server_name = client.pooler.registry.name_for(definition)
     statements.names[name] = (server_name, definition)
@@ -186,12 +182,26 @@ def _server_name(
     elif _start_tracking(client):
         _prepare_on(server, statements, server_name, definition, out, swallow=True)
     else:  # cannot swallow a reply on an untracked link: prepare under a fresh private name
-        statements.private_counter += 1
-        server_name = b"PGMUX_C%d_%d" % (client.id, statements.private_counter)
-        statements.names[name] = (server_name, definition)
-        server.statements.add(server_name, evict=False)
-        out.append(build_parse(server_name, definition))
+        server_name = _prepare_privately(client, server, statements, name, definition, out)
     return server_name
+
+
+def _prepare_privately(
+    client: ClientConnection,
+    server: ServerConnection,
+    statements: ClientStatements,
+    name: bytes,
+    definition: bytes,
+    out: list[bytes | memoryview],
+) -> bytes:
+    """A real Parse under a name only this client uses: its ParseComplete reaches the client
+    as is, which is what an untracked link needs (no reply made up or swallowed)."""
+    statements.private_counter += 1
+    private = b"PGMUX_C%d_%d" % (client.id, statements.private_counter)
+    statements.names[name] = (private, definition)
+    server.statements.add(private, evict=False)
+    out.append(build_parse(private, definition))
+    return private
 
 
 def _bind(
