@@ -1,0 +1,1 @@
+"""Scenarios that run inside the example project (a subprocess), started by tests/django."""
