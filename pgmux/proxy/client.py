@@ -74,6 +74,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.statements: ClientStatements | None = None  # transaction/statement mode only
         self.tracking = False  # this link's replies go through the ResponseQueue
         self.pinned: dict[str, None] = {}  # why this client keeps its server (transaction mode)
+        self.hold_cursors: set[bytes] = set()  # open WITH HOLD cursors, by name
         self.session_state = "pin"
         self.stats = PoolStats()  # the pool's counters once logged in
         self.cancel_key = (0, 0)

@@ -16,6 +16,7 @@ matter to the pooler:
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING
 
 from pgmux.protocol import messages as m
@@ -89,6 +90,21 @@ WHY = {
 }
 
 
+# WITH HOLD cursors are released one by one (Django's iterator() closes its cursor by name):
+# the names are kept per client so that the pin goes with the last of them.
+_DECLARE = re.compile(rb'\s*declare\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)', re.IGNORECASE)
+_CLOSE = re.compile(rb'\s*close\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s*;?\s*', re.IGNORECASE)
+
+
+def cursor_name(match: re.Match[bytes] | None) -> bytes | None:
+    if match is None:
+        return None
+    name = match.group(1)
+    if name.startswith(b'"'):
+        return name[1:-1].replace(b'""', b'"')
+    return name.lower()
+
+
 def query_text(msg: memoryview, kind: int) -> bytes:
     """The SQL of a Query or Parse message."""
     if kind == _Q:
@@ -109,6 +125,8 @@ class Inspector:
         text = query_text(msg, kind)
         if not maybe_effect(text):
             return False
+        if client.hold_cursors and text.lstrip()[:5].lower() == b"close":
+            self._close_cursor(client, text)
         found = self.cache.lookup(text)
         if not (
             found.pins or found.releases or found.drop_databases or found.create_from_templates
@@ -125,12 +143,27 @@ class Inspector:
                 return self._refuse(client, kind, pins)
             if policy == "pin":
                 client.pin(pins)
+                if "cursor_with_hold" in pins:
+                    # Unnamed if the regex cannot tell: then only CLOSE ALL/DISCARD ALL unpin.
+                    cursor = cursor_name(_DECLARE.match(text)) or b"\x00unknown"
+                    client.hold_cursors.add(cursor)
         if found.releases and client.pinned:
             released: set[str] = set()
             for release in found.releases:
                 released |= RELEASED_BY.get(release, frozenset())
+            if "cursor_with_hold" in released:
+                client.hold_cursors.clear()
             client.unpin(released)
         return False
+
+    @staticmethod
+    def _close_cursor(client: ClientConnection, text: bytes) -> None:
+        name = cursor_name(_CLOSE.fullmatch(text))
+        if name is None:
+            return
+        client.hold_cursors.discard(name)
+        if not client.hold_cursors:
+            client.unpin({"cursor_with_hold"})
 
     def _pins(self, pins: tuple[str, ...], set_names: tuple[str, ...]) -> tuple[str, ...]:
         if "set" not in pins:

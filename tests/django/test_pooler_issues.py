@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-import pytest
 from django_support import ADMIN, APP, DB, DjangoEnv
 
 PROBE = "pin-probe"
@@ -30,11 +29,6 @@ def _pinned(admin: psycopg.Connection[Any], application_name: str) -> list[str]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pgmux releases a cursor_with_hold pin only on CLOSE ALL / DISCARD ALL, not when the "
-    "last WITH HOLD cursor is closed by name (as Django does)",
-)
 def test_closing_the_last_hold_cursor_by_name_releases_the_pin(django_env: DjangoEnv) -> None:
     pgmux = django_env.pgmux
     with (
