@@ -262,6 +262,29 @@ def parse_backend_key_data(body: bytes | memoryview) -> tuple[int, int]:
     return int(pid), int(secret)
 
 
+def parse_data_row(body: bytes | memoryview) -> list[str | None]:
+    """The text values of a DataRow body (None for NULL)."""
+    data = bytes(body)
+    if len(data) < 2:
+        raise ValueError("DataRow too short")
+    (count,) = _I16.unpack_from(data, 0)
+    pos = 2
+    values: list[str | None] = []
+    for _ in range(count):
+        if len(data) < pos + 4:
+            raise ValueError("DataRow truncated")
+        (length,) = _I32.unpack_from(data, pos)
+        pos += 4
+        if length < 0:
+            values.append(None)
+            continue
+        if len(data) < pos + length:
+            raise ValueError("DataRow truncated")
+        values.append(data[pos : pos + length].decode("utf-8", "replace"))
+        pos += length
+    return values
+
+
 def parse_query(body: bytes | memoryview) -> str:
     data = bytes(body)
     end = data.find(b"\x00")

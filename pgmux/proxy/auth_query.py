@@ -37,21 +37,6 @@ def extended_query(sql: str, params: list[str]) -> bytes:
     return parse + bind + execute + m.SYNC_MESSAGE
 
 
-def parse_data_row(body: bytes) -> list[str | None]:
-    (count,) = struct.unpack_from("!h", body, 0)
-    pos = 2
-    values: list[str | None] = []
-    for _ in range(count):
-        (length,) = struct.unpack_from("!i", body, pos)
-        pos += 4
-        if length < 0:
-            values.append(None)
-        else:
-            values.append(body[pos : pos + length].decode())
-            pos += length
-    return values
-
-
 class AuthQuery:
     def __init__(self, pooler: Pooler) -> None:
         self.pooler = pooler
@@ -136,7 +121,7 @@ class AuthQuery:
         while True:
             kind, body = await server.reader.read_message()
             if kind == ord("D"):
-                row = parse_data_row(body)
+                row = m.parse_data_row(body)
                 secret = row[1] if len(row) > 1 else None
             elif kind == ord("E"):
                 error = ServerError(m.parse_error_fields(body))

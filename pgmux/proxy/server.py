@@ -39,11 +39,17 @@ _LENGTH = struct.Struct("!i").unpack_from
 class InternalQuery:
     """Bookkeeping for a query pgmux sends on its own behalf."""
 
-    __slots__ = ("buffer", "client", "error", "on_done")
+    __slots__ = ("buffer", "client", "error", "on_done", "set_names")
 
-    def __init__(self, on_done: Callable[[ServerError | None], None] | None, client: Any) -> None:
+    def __init__(
+        self,
+        on_done: Callable[[ServerError | None], None] | None,
+        client: Any,
+        set_names: tuple[str, ...] = (),
+    ) -> None:
         self.on_done = on_done
         self.client = client  # whose parameters a SET brings in line, if any
+        self.set_names = set_names  # the parameters a set_config() row reports, in order
         self.buffer = bytearray()
         self.error: ServerError | None = None
 
@@ -234,20 +240,29 @@ class ServerConnection(asyncio.BufferedProtocol):
         """
         tracked = self.tracked
         wanted = client.params
-        statements = [
-            f"SET {quote_ident(name)} = {quote_literal(value)}"
-            for name, value in wanted.items()
-            if tracked.get(name) != value
-        ]
+        changed = tuple(name for name, value in wanted.items() if tracked.get(name) != value)
+        statements = []
+        if changed:
+            # set_config() takes a value the way a startup packet does (a list for
+            # search_path, say) and returns PostgreSQL's spelling of it (UTF8 for utf8), which
+            # ParameterStatus would not repeat for a value that did not change.
+            calls = ", ".join(
+                f"pg_catalog.set_config({quote_literal(name)}, {quote_literal(wanted[name])}, "
+                "false)"
+                for name in changed
+            )
+            statements.append(f"SELECT {calls}")
         stale = [name for name in tracked if name not in wanted]
         for name in stale:
             statements.append(f"RESET {quote_ident(name)}")
             del tracked[name]
-        for name, value in wanted.items():
-            tracked[name] = value  # corrected by the ParameterStatus replies, if any
+        for name in changed:
+            tracked[name] = wanted[name]  # corrected by the set_config() row
         if not statements:
             return False
-        self.run_internal(";".join(statements), on_done, client)
+        assert self.transport is not None
+        self.internal = InternalQuery(on_done, client, changed)
+        self.transport.write(m.query(";".join(statements)))
         return True
 
     def start_check(self) -> None:
@@ -275,6 +290,8 @@ class ServerConnection(asyncio.BufferedProtocol):
             pos += length + 1
             if kind == 0x53:  # ParameterStatus
                 self._parameters_changed([body], internal.client)
+            elif kind == 0x44 and internal.set_names:  # DataRow of set_config()
+                self._parameters_set(internal, m.parse_data_row(body))
             elif kind == 0x45:  # ErrorResponse
                 internal.error = ServerError(m.parse_error_fields(body))
             elif kind == 0x5A:  # ReadyForQuery
@@ -287,13 +304,28 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.internal = None
         if internal.error is not None:
             log.warning("server %d: internal query failed: %s", self.id, internal.error)
+            for name in internal.set_names:  # rolled back: unknown now, set again next time
+                self.tracked.pop(name, None)
         if internal.on_done is not None:
             internal.on_done(internal.error)
         if rest:
-            if self.client is not None:
-                self._relay(memoryview(rest), len(rest))
-            else:
+            client = self.client
+            if client is None:
                 self._idle_data(rest)
+            elif client.tracking:
+                relay_tracked(self, client, memoryview(rest), len(rest))
+            else:
+                self._relay(memoryview(rest), len(rest))
+
+    def _parameters_set(self, internal: InternalQuery, values: list[str | None]) -> None:
+        """What set_config() returned is PostgreSQL's own spelling of each value."""
+        client = internal.client
+        for name, value in zip(internal.set_names, values, strict=False):
+            if value is None:
+                continue
+            self.tracked[name] = value
+            if client is not None:
+                client.params[name] = value
 
     def _idle_data(self, data: bytes) -> None:
         # Between clients PostgreSQL may still speak: a ParameterStatus, a notice, a

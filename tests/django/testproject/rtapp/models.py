@@ -15,6 +15,6 @@ class Item(models.Model):
     quantity = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["shelf", "name"], name="item_unique_per_shelf")
-        ]
+        constraints = (
+            models.UniqueConstraint(fields=["shelf", "name"], name="item_unique_per_shelf"),
+        )
