@@ -67,9 +67,6 @@ if ! python3 -m pip --version >/dev/null 2>&1 || python3 -c "$externally_managed
 fi
 
 log "python: $(command -v python3) ($(python3 --version 2>&1))"
-log "python3 -m pip install -e '.[test]'"
-python3 -m pip install -q -e '.[test]'
-
 extras=${PGMUX_EXTRAS:-test}
 log "python3 -m pip install -e '.[$extras]'"
 python3 -m pip install -q -e ".[$extras]"
