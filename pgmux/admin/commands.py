@@ -67,8 +67,11 @@ def _one_db(args: list[str]) -> str | None:
 
 
 def _check_db(pooler: Pooler, db: str | None) -> None:
-    if db is not None and not any(p.database == db for p in pooler.pools.values()) \
-            and db not in pooler.config.databases:
+    if (
+        db is not None
+        and not any(p.database == db for p in pooler.pools.values())
+        and db not in pooler.config.databases
+    ):
         raise AdminError(UNDEFINED_OBJECT, f"no such database: {db}")
 
 
@@ -94,10 +97,22 @@ def show_version(pooler: Pooler, args: list[str]) -> Result:
 
 
 POOL_COLUMNS = [
-    ("database", T), ("user", T), ("cl_active", I), ("cl_waiting", I),
-    ("cl_active_cancel_req", I), ("cl_waiting_cancel_req", I), ("sv_active", I),
-    ("sv_active_cancel", I), ("sv_being_canceled", I), ("sv_idle", I), ("sv_used", I),
-    ("sv_tested", I), ("sv_login", I), ("maxwait", I), ("maxwait_us", I), ("pool_mode", T),
+    ("database", T),
+    ("user", T),
+    ("cl_active", I),
+    ("cl_waiting", I),
+    ("cl_active_cancel_req", I),
+    ("cl_waiting_cancel_req", I),
+    ("sv_active", I),
+    ("sv_active_cancel", I),
+    ("sv_being_canceled", I),
+    ("sv_idle", I),
+    ("sv_used", I),
+    ("sv_tested", I),
+    ("sv_login", I),
+    ("maxwait", I),
+    ("maxwait_us", I),
+    ("pool_mode", T),
     ("cl_pinned", I),
 ]
 
@@ -108,17 +123,41 @@ def show_pools(pooler: Pooler, args: list[str]) -> Result:
     rows: list[Sequence[object]] = []
     for pool in pooler.pools.values():
         wait = pool.max_wait(now)
-        rows.append((
-            pool.database, pool.user, len(pool.cl_active), len(pool.cl_waiting), 0, 0,
-            len(pool.sv_active), 0, 0, len(pool.sv_idle), len(pool.sv_used),
-            len(pool.sv_tested), len(pool.sv_login), int(wait), int((wait % 1) * 1_000_000),
-            pool.settings.pool_mode, sum(1 for c in pool.cl_active if c.pinned),
-        ))
+        rows.append(
+            (
+                pool.database,
+                pool.user,
+                len(pool.cl_active),
+                len(pool.cl_waiting),
+                0,
+                0,
+                len(pool.sv_active),
+                0,
+                0,
+                len(pool.sv_idle),
+                len(pool.sv_used),
+                len(pool.sv_tested),
+                len(pool.sv_login),
+                int(wait),
+                int((wait % 1) * 1_000_000),
+                pool.settings.pool_mode,
+                sum(1 for c in pool.cl_active if c.pinned),
+            )
+        )
     return Result("SHOW", POOL_COLUMNS, rows)
 
 
-_STAT_NAMES = ["xact_count", "query_count", "server_assignment_count", "received", "sent",
-               "xact_time", "query_time", "wait_time", "client_login_count"]
+_STAT_NAMES = [
+    "xact_count",
+    "query_count",
+    "server_assignment_count",
+    "received",
+    "sent",
+    "xact_time",
+    "query_time",
+    "wait_time",
+    "client_login_count",
+]
 
 
 def _per_database(pooler: Pooler) -> dict[str, PoolStats]:
@@ -145,9 +184,17 @@ def show_stats(pooler: Pooler, args: list[str]) -> Result:
 
 
 def _stat_values(stats: Any) -> list[Any]:
-    return [stats.xact_count, stats.query_count, stats.server_assignment_count, stats.received,
-            stats.sent, stats.xact_time_us, stats.query_time_us, stats.wait_time_us,
-            stats.client_login_count]
+    return [
+        stats.xact_count,
+        stats.query_count,
+        stats.server_assignment_count,
+        stats.received,
+        stats.sent,
+        stats.xact_time_us,
+        stats.query_time_us,
+        stats.wait_time_us,
+        stats.client_login_count,
+    ]
 
 
 @command("SHOW STATS_TOTALS", "traffic totals per database")
@@ -160,10 +207,26 @@ def show_stats_totals(pooler: Pooler, args: list[str]) -> Result:
 
 
 CLIENT_COLUMNS = [
-    ("type", T), ("user", T), ("database", T), ("state", T), ("addr", T), ("port", I),
-    ("local_addr", T), ("local_port", I), ("connect_time", T), ("request_time", T),
-    ("wait", I), ("wait_us", I), ("close_needed", I), ("ptr", T), ("link", T),
-    ("remote_pid", I), ("tls", T), ("application_name", T), ("id", I), ("pinned", T),
+    ("type", T),
+    ("user", T),
+    ("database", T),
+    ("state", T),
+    ("addr", T),
+    ("port", I),
+    ("local_addr", T),
+    ("local_port", I),
+    ("connect_time", T),
+    ("request_time", T),
+    ("wait", I),
+    ("wait_us", I),
+    ("close_needed", I),
+    ("ptr", T),
+    ("link", T),
+    ("remote_pid", I),
+    ("tls", T),
+    ("application_name", T),
+    ("id", I),
+    ("pinned", T),
 ]
 
 
@@ -180,18 +243,40 @@ def show_clients(pooler: Pooler, args: list[str]) -> Result:
         else:
             state, wait = ("idle" if client.reader is None else "login"), 0.0
         server = client.server
-        rows.append((
-            "C", client.user, client.database, state, client.addr[0], client.addr[1],
-            client.local_addr[0], client.local_addr[1], _ts(client.connect_time),
-            _ts(client.request_time), int(wait), int((wait % 1) * 1_000_000), 0,
-            f"{client.id:x}", f"{server.id:x}" if server else "", client.cancel_key[0], "",
-            client.application_name, client.id, ",".join(client.pinned),
-        ))
+        rows.append(
+            (
+                "C",
+                client.user,
+                client.database,
+                state,
+                client.addr[0],
+                client.addr[1],
+                client.local_addr[0],
+                client.local_addr[1],
+                _ts(client.connect_time),
+                _ts(client.request_time),
+                int(wait),
+                int((wait % 1) * 1_000_000),
+                0,
+                f"{client.id:x}",
+                f"{server.id:x}" if server else "",
+                client.cancel_key[0],
+                "",
+                client.application_name,
+                client.id,
+                ",".join(client.pinned),
+            )
+        )
     return Result("SHOW", CLIENT_COLUMNS, rows)
 
 
-SERVER_STATES = {"sv_active": "active", "sv_idle": "idle", "sv_used": "used",
-                 "sv_tested": "tested", "sv_login": "new"}
+SERVER_STATES = {
+    "sv_active": "active",
+    "sv_idle": "idle",
+    "sv_used": "used",
+    "sv_tested": "tested",
+    "sv_login": "new",
+}
 
 
 @command("SHOW SERVERS", "one row per server connection")
@@ -203,21 +288,47 @@ def show_servers(pooler: Pooler, args: list[str]) -> Result:
                 if not hasattr(server, "backend_pid"):
                     continue  # a connection still being opened
                 client = server.client
-                rows.append((
-                    "S", pool.user, pool.database, state, server.addr[0], server.addr[1],
-                    server.local_addr[0], server.local_addr[1], _ts(server.connect_time),
-                    _ts(server.idle_since), 0, 0, int(server.close_needed), f"{server.id:x}",
-                    f"{client.id:x}" if client else "", server.backend_pid, "",
-                    client.application_name if client else "", server.id,
-                    ",".join(client.pinned) if client else "",
-                ))
+                rows.append(
+                    (
+                        "S",
+                        pool.user,
+                        pool.database,
+                        state,
+                        server.addr[0],
+                        server.addr[1],
+                        server.local_addr[0],
+                        server.local_addr[1],
+                        _ts(server.connect_time),
+                        _ts(server.idle_since),
+                        0,
+                        0,
+                        int(server.close_needed),
+                        f"{server.id:x}",
+                        f"{client.id:x}" if client else "",
+                        server.backend_pid,
+                        "",
+                        client.application_name if client else "",
+                        server.id,
+                        ",".join(client.pinned) if client else "",
+                    )
+                )
     return Result("SHOW", CLIENT_COLUMNS, rows)
 
 
 DATABASE_COLUMNS = [
-    ("name", T), ("host", T), ("port", I), ("database", T), ("force_user", T),
-    ("pool_size", I), ("min_pool_size", I), ("reserve_pool", I), ("pool_mode", T),
-    ("max_connections", I), ("current_connections", I), ("paused", I), ("disabled", I),
+    ("name", T),
+    ("host", T),
+    ("port", I),
+    ("database", T),
+    ("force_user", T),
+    ("pool_size", I),
+    ("min_pool_size", I),
+    ("reserve_pool", I),
+    ("pool_mode", T),
+    ("max_connections", I),
+    ("current_connections", I),
+    ("paused", I),
+    ("disabled", I),
 ]
 
 
@@ -226,23 +337,35 @@ def show_databases(pooler: Pooler, args: list[str]) -> Result:
     cfg = pooler.config
     rows: list[Sequence[object]] = []
     names = list(cfg.databases) + sorted(
-        {p.database for p in pooler.pools.values()} - set(cfg.databases))
+        {p.database for p in pooler.pools.values()} - set(cfg.databases)
+    )
     for name in names:
         entry = cfg.databases.get(name) or cfg.databases.get("*")
         if entry is None:
             continue
         pools = [p for p in pooler.pools.values() if p.database == name]
         current = sum(p.server_count for p in pools)
-        rows.append((
-            name, entry.host or "", entry.port, entry.dbname or name, entry.user or "",
-            entry.pool_size if entry.pool_size is not None else cfg.get("default_pool_size"),
-            entry.min_pool_size if entry.min_pool_size is not None else cfg.get("min_pool_size"),
-            entry.reserve_pool_size if entry.reserve_pool_size is not None
-            else cfg.get("reserve_pool_size"),
-            entry.pool_mode or cfg.get("pool_mode"),
-            entry.max_db_connections or cfg.get("max_db_connections"), current,
-            int(any(p.paused for p in pools)), 0,
-        ))
+        rows.append(
+            (
+                name,
+                entry.host or "",
+                entry.port,
+                entry.dbname or name,
+                entry.user or "",
+                entry.pool_size if entry.pool_size is not None else cfg.get("default_pool_size"),
+                entry.min_pool_size
+                if entry.min_pool_size is not None
+                else cfg.get("min_pool_size"),
+                entry.reserve_pool_size
+                if entry.reserve_pool_size is not None
+                else cfg.get("reserve_pool_size"),
+                entry.pool_mode or cfg.get("pool_mode"),
+                entry.max_db_connections or cfg.get("max_db_connections"),
+                current,
+                int(any(p.paused for p in pools)),
+                0,
+            )
+        )
     return Result("SHOW", DATABASE_COLUMNS, rows)
 
 
@@ -280,7 +403,8 @@ def show_lists(pooler: Pooler, args: list[str]) -> Result:
 def show_state(pooler: Pooler, args: list[str]) -> Result:
     paused = bool(pooler.pools) and all(p.paused for p in pooler.pools.values())
     rows: list[Sequence[object]] = [
-        ("active", "no" if paused else "yes"), ("paused", "yes" if paused else "no"),
+        ("active", "no" if paused else "yes"),
+        ("paused", "yes" if paused else "no"),
         ("shutting_down", "yes" if pooler.shutting_down else "no"),
     ]
     return Result("SHOW", [("key", T), ("value", T)], rows)
@@ -289,8 +413,11 @@ def show_state(pooler: Pooler, args: list[str]) -> Result:
 # -- control ---------------------------------------------------------------------------------
 
 
-@command("PAUSE", "PAUSE [db]: wait for transactions to end, then close server connections",
-         admin_only=True)
+@command(
+    "PAUSE",
+    "PAUSE [db]: wait for transactions to end, then close server connections",
+    admin_only=True,
+)
 async def pause(pooler: Pooler, args: list[str]) -> Result:
     db = _one_db(args)
     _check_db(pooler, db)
@@ -306,8 +433,9 @@ def resume(pooler: Pooler, args: list[str]) -> Result:
     return Result("RESUME")
 
 
-@command("RECONNECT", "RECONNECT [db]: replace server connections as they become free",
-         admin_only=True)
+@command(
+    "RECONNECT", "RECONNECT [db]: replace server connections as they become free", admin_only=True
+)
 def reconnect(pooler: Pooler, args: list[str]) -> Result:
     db = _one_db(args)
     _check_db(pooler, db)

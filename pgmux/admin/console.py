@@ -88,8 +88,12 @@ class AdminSession:
             try:
                 result = await self._execute(statement)
             except AdminError as exc:
-                out.append(m.message(m.ERROR_RESPONSE, m.error_fields(
-                    "ERROR", exc.sqlstate, exc.message, hint=exc.hint)))
+                out.append(
+                    m.message(
+                        m.ERROR_RESPONSE,
+                        m.error_fields("ERROR", exc.sqlstate, exc.message, hint=exc.hint),
+                    )
+                )
                 break
             out.append(encode_result(result))
             after = result.after or after
@@ -110,8 +114,7 @@ class AdminSession:
                 hint = "the admin console has no transactions: connect in autocommit mode"
             raise AdminError(SYNTAX_ERROR, f"invalid command {statement!r}", hint=hint)
         if command.admin_only and not self.is_admin:
-            raise AdminError(INSUFFICIENT_PRIVILEGE,
-                             f"{name} needs a user listed in admin_users")
+            raise AdminError(INSUFFICIENT_PRIVILEGE, f"{name} needs a user listed in admin_users")
         result = command.handler(self.pooler, args)
         if inspect.isawaitable(result):
             return await result

@@ -56,21 +56,37 @@ class Entry:
     kind: int  # request type (ord of the frontend message letter)
     action: int = FORWARD
     reply: bytes = b""  # for ANSWER
-    statement: bytes = b""  # for an injected Parse: the server name it prepares
+    statement: bytes = b""  # for a Parse: the server name it prepares
+    client_name: bytes = b""  # for the client's own Parse: the name the client gave it
+    evicted: bytes = b""  # for an eviction Close: the server name it closes
+    # An error answering this request names the server's statement: show the client's name.
+    rename: tuple[bytes, bytes] | None = None
 
 
 class ResponseQueue:
-    """Outstanding requests of one client on its server, oldest first."""
+    """Outstanding requests of one client on its server, oldest first.
 
-    __slots__ = ("entries",)
+    Requests the server never carries out (skipped after an error, up to the next Sync) end up
+    in ``dropped``, for the caller to undo what it recorded when it sent them.
+    """
+
+    __slots__ = ("dropped", "entries", "skipping")
 
     def __init__(self) -> None:
         self.entries: deque[Entry] = deque()
+        self.dropped: list[Entry] = []
+        # An error was reported and the client has not sent the Sync that ends the skipping.
+        self.skipping = False
 
     def __bool__(self) -> bool:
         return bool(self.entries)
 
     def expect(self, entry: Entry) -> None:
+        if self.skipping:
+            if entry.kind != _SYNC:
+                self.dropped.append(entry)  # the server will skip it: no reply will come
+                return
+            self.skipping = False
         self.entries.append(entry)
 
     def answers_due(self) -> bytes:
@@ -81,33 +97,32 @@ class ResponseQueue:
             out += entries.popleft().reply
         return out
 
-    def on_reply(self, kind: int) -> tuple[bool, list[bytes]]:
-        """Account for one server reply of type ``kind``.
+    def on_reply(self, kind: int) -> bool:
+        """Account for one server reply of type ``kind``; True if the client should get it.
 
-        Returns (forward it?, statement names that turned out not to be prepared). An error
-        ends the request it answers and, as the server skips to Sync, every request up to it.
+        An error ends the request it answers and, as the server skips to Sync, every request
+        up to it (and those the client sends before that Sync).
         """
         entries = self.entries
         if kind in ASYNC_REPLIES or not entries:
-            return True, []
+            return True
         head = entries[0]
         if kind == _ERROR:
-            return True, self._skip_to_sync(head)
+            self._skip_to_sync(head)
+            return True
         forward = head.action == FORWARD
         if kind in _ENDS.get(head.kind, b""):
             entries.popleft()
-        return forward, []
+        return forward
 
-    def _skip_to_sync(self, head: Entry) -> list[bytes]:
+    def _skip_to_sync(self, head: Entry) -> None:
         entries = self.entries
         if head.kind in (ord("Q"), ord("F"), _SYNC):
-            return []  # a simple query's error is followed by its own ReadyForQuery
-        failed: list[bytes] = []
+            return  # a simple query's error is followed by its own ReadyForQuery
         while entries and entries[0].kind != _SYNC:
-            dropped = entries.popleft()
-            if dropped.statement:
-                failed.append(dropped.statement)
-        return failed
+            self.dropped.append(entries.popleft())
+        if not entries:
+            self.skipping = True
 
 
 class ServerStatements:
@@ -203,6 +218,12 @@ def split_target(msg: bytes | memoryview) -> tuple[int, bytes]:
         raise ValueError("Describe/Close message too short")
     end = _cstring_end(msg, 6)
     return msg[5], bytes(msg[6:end])
+
+
+def rename_in_error(msg: bytes, server_name: bytes, client_name: bytes) -> bytes:
+    """An ErrorResponse with ``"server_name"`` shown as ``"client_name"``."""
+    body = msg[5:].replace(b'"' + server_name + b'"', b'"' + client_name + b'"')
+    return message(b"E", body)
 
 
 def build_target(kind: bytes, target: int, name: bytes) -> bytes:

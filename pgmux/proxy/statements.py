@@ -31,6 +31,7 @@ from pgmux.protocol.prepared import (
     build_bind,
     build_parse,
     build_target,
+    rename_in_error,
     split_bind,
     split_parse,
     split_target,
@@ -133,13 +134,20 @@ def _parse(
     if not _start_tracking(client):
         _prepare_privately(client, server, statements, name, definition, out)
         return
+    if name in statements.names:
+        # PostgreSQL refuses a name in use (42P05) and keeps the old statement: have the server
+        # say so, by parsing under the old statement's server name where it exists.
+        existing = _server_name(client, server, statements, name, out) or name
+        out.append(build_parse(existing, definition))
+        _expect(client, Entry(_P, rename=(existing, name)))
+        return
     server_name = client.pooler.registry.name_for(definition)
     statements.names[name] = (server_name, definition)
     if server_name in server.statements:
         server.statements.touch(server_name)
         _answer(client, statements, PARSE_COMPLETE)
         return
-    _prepare_on(server, statements, server_name, definition, out, swallow=False)
+    _prepare_on(server, statements, server_name, definition, out, swallow=False, client_name=name)
 
 
 def _answer(client: ClientConnection, statements: ClientStatements, reply: bytes) -> None:
@@ -157,12 +165,15 @@ def _prepare_on(
     out: list[bytes | memoryview],
     *,
     swallow: bool,
+    client_name: bytes = b"",
 ) -> None:
     for evicted in server.statements.add(server_name):
         out.append(build_target(b"C", _STATEMENT, evicted))
-        statements.queue.expect(Entry(_C, SWALLOW))
+        statements.queue.expect(Entry(_C, SWALLOW, evicted=evicted))
     out.append(build_parse(server_name, definition))
-    statements.queue.expect(Entry(_P, SWALLOW if swallow else 0, statement=server_name))
+    statements.queue.expect(
+        Entry(_P, SWALLOW if swallow else 0, statement=server_name, client_name=client_name)
+    )
 
 
 def _server_name(
@@ -302,10 +313,13 @@ def relay_tracked(
         end = pos + length + 1
         if end > len(buf):
             break
-        forward, failed = queue.on_reply(kind)
-        for name in failed:
-            server.statements.discard(name)
-        if forward:
+        head = queue.entries[0] if queue.entries else None
+        forward = queue.on_reply(kind)
+        if queue.dropped:
+            undo_dropped(client, server)
+        if forward and kind == 0x45 and head is not None and head.rename is not None:
+            out += rename_in_error(bytes(buf[pos:end]), *head.rename)
+        elif forward:
             out += buf[pos:end]
         if kind == 0x5A:  # ReadyForQuery
             ready += 1
@@ -321,6 +335,22 @@ def relay_tracked(
     if ready:
         server.tx_status = status
         client.server_ready(server, status, ready)
+
+
+def undo_dropped(client: ClientConnection, server: ServerConnection) -> None:
+    """Forget what pgmux recorded for requests the server skipped or failed."""
+    statements = client.statements
+    assert statements is not None
+    for entry in statements.queue.dropped:
+        if entry.statement:
+            server.statements.discard(entry.statement)
+            if entry.client_name and statements.names.get(entry.client_name, (b"",))[0] == (
+                entry.statement
+            ):
+                del statements.names[entry.client_name]  # as PostgreSQL: no such statement
+        if entry.evicted:
+            server.statements.add(entry.evicted, evict=False)  # still there after all
+    statements.queue.dropped.clear()
 
 
 def clear_after_reset(server: ServerConnection) -> None:
