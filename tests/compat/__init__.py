@@ -1,0 +1,1 @@
+"""The client compatibility matrix (docs/compatibility.md) and named prepared statements."""
