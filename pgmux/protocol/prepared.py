@@ -180,17 +180,18 @@ class Registry:
 # --- message surgery --------------------------------------------------------------------------
 
 
-def _cstring_end(data: bytes | memoryview, start: int) -> int:
-    end = bytes(data[start:]).find(b"\x00")
+def _cstring_end(data: bytes, start: int) -> int:
+    end = data.find(b"\x00", start)
     if end < 0:
         raise ValueError("string field is not NUL-terminated")
-    return start + end
+    return end
 
 
 def split_parse(msg: bytes | memoryview) -> tuple[bytes, bytes]:
     """(statement name, the rest of the body: query, parameter types) of a Parse message."""
-    end = _cstring_end(msg, 5)
-    return bytes(msg[5:end]), bytes(msg[end + 1 :])
+    data = bytes(msg)  # one copy, then searched in place
+    end = _cstring_end(data, 5)
+    return data[5:end], data[end + 1 :]
 
 
 def build_parse(name: bytes, definition: bytes) -> bytes:
@@ -199,13 +200,10 @@ def build_parse(name: bytes, definition: bytes) -> bytes:
 
 def split_bind(msg: bytes | memoryview) -> tuple[bytes, bytes, bytes]:
     """(portal, statement name, the rest of the body) of a Bind message."""
-    portal_end = _cstring_end(msg, 5)
-    name_end = _cstring_end(msg, portal_end + 1)
-    return (
-        bytes(msg[5:portal_end]),
-        bytes(msg[portal_end + 1 : name_end]),
-        bytes(msg[name_end + 1 :]),
-    )
+    data = bytes(msg)  # one copy, then searched in place
+    portal_end = _cstring_end(data, 5)
+    name_end = _cstring_end(data, portal_end + 1)
+    return data[5:portal_end], data[portal_end + 1 : name_end], data[name_end + 1 :]
 
 
 def build_bind(portal: bytes, name: bytes, rest: bytes) -> bytes:
@@ -214,10 +212,11 @@ def build_bind(portal: bytes, name: bytes, rest: bytes) -> bytes:
 
 def split_target(msg: bytes | memoryview) -> tuple[int, bytes]:
     """('S' or 'P', name) of a Describe or Close message."""
-    if len(msg) < 7:
+    data = bytes(msg)
+    if len(data) < 7:
         raise ValueError("Describe/Close message too short")
-    end = _cstring_end(msg, 6)
-    return msg[5], bytes(msg[6:end])
+    end = _cstring_end(data, 6)
+    return data[5], data[6:end]
 
 
 def rename_in_error(msg: bytes, server_name: bytes, client_name: bytes) -> bytes:

@@ -260,7 +260,13 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self._write_to(server, out)
                 self.close_quietly()
                 return
-            if not intercept(self, server, view[stop : stop + length], kind, out):
+            try:
+                consumed = intercept(self, server, view[stop : stop + length], kind, out)
+            except ValueError as exc:  # a Parse/Bind/Describe/Close whose fields do not add up
+                raise PgmuxError(
+                    PROTOCOL_VIOLATION, f"malformed {chr(kind)!r} message: {exc}"
+                ) from None
+            if not consumed:
                 scanner.account(kind)
             pos = stop + length
             stop = scanner.feed(view, pos, end)

@@ -301,6 +301,20 @@ def test_bad_message_after_login(
     assert_works(pgmux)
 
 
+def test_malformed_parse_in_transaction_mode(by_mode: Callable[[str], PgmuxProcess]) -> None:
+    # A named Parse whose name is not NUL-terminated: pgmux reads its fields to rename it.
+    pgmux = by_mode("transaction")
+    with logged_in(pgmux) as sock:
+        sock.sendall(query("SELECT 1"))
+        until_ready(sock)
+        body = b"stmt_without_terminator"
+        sock.sendall(header(b"P", len(body) + 4) + body)
+        fields = expect_error_then_close(sock)
+    assert fields["C"] == "08P01"
+    assert "malformed" in fields["M"]
+    assert_works(pgmux)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_bad_message_after_good_ones(by_mode: Callable[[str], PgmuxProcess], mode: str) -> None:
     # In one read: a valid query then garbage; the query is answered, then the error comes.
