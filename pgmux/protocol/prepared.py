@@ -167,6 +167,10 @@ class Registry:
     names: dict[bytes, bytes] = field(default_factory=dict)
     counter: int = 0
 
+    def invalidate(self) -> None:
+        """New names from now on: a server said a shared statement's plan is stale."""
+        self.names.clear()
+
     def name_for(self, definition: bytes) -> bytes:
         name = self.names.get(definition)
         if name is None:

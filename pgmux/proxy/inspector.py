@@ -115,6 +115,14 @@ def query_text(msg: memoryview, kind: int) -> bytes:
     return body[start:end] if end >= 0 else b""
 
 
+def _forget_statements(client: ClientConnection) -> None:
+    """DEALLOCATE ALL / DISCARD ALL, however sent: every prepared statement is gone."""
+    if client.statements is not None:
+        client.statements.names.clear()
+    if client.server is not None:
+        client.server.statements.clear()
+
+
 class Inspector:
     def __init__(self, pooler: Pooler) -> None:
         self.pooler = pooler
@@ -134,6 +142,8 @@ class Inspector:
             return False
         for name in found.drop_databases + found.create_from_templates:
             self.pooler.release_database(name)
+        if "deallocate_all" in found.releases or "discard_all" in found.releases:
+            _forget_statements(client)
         if not client.releases and not client.pinned:
             return False  # session mode: the connection is the client's anyway
         pins = self._pins(found.pins, found.set_names)

@@ -317,6 +317,8 @@ def relay_tracked(
         forward = queue.on_reply(kind)
         if queue.dropped:
             undo_dropped(client, server)
+        if kind == 0x45:
+            _server_error(client, buf[pos + 5 : end])
         if forward and kind == 0x45 and head is not None and head.rename is not None:
             out += rename_in_error(bytes(buf[pos:end]), *head.rename)
         elif forward:
@@ -335,6 +337,14 @@ def relay_tracked(
     if ready:
         server.tx_status = status
         client.server_ready(server, status, ready)
+
+
+def _server_error(client: ClientConnection, body: bytearray) -> None:
+    """After a schema change a shared statement's plan is stale ("cached plan must not change
+    result type"): drivers such as asyncpg prepare again under a new name, which must then
+    reach the server as a new statement instead of being answered from pgmux's records."""
+    if b"C0A000\x00" in body and b"cached plan" in body:
+        client.pooler.registry.invalidate()
 
 
 def undo_dropped(client: ClientConnection, server: ServerConnection) -> None:

@@ -8,6 +8,7 @@ SIGTERM (SIGKILL if it does not go). The log is kept so that a test can read wha
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -127,6 +128,7 @@ class PgmuxProcess:
                 process.wait()
         if process is not None and process.returncode is None:
             process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def dsn(self, user: str, password: str | None = None, dbname: str = "app", **extra: str) -> str:
         parts = {"host": self.host, "port": str(self.port), "user": user, "dbname": dbname}

@@ -9,6 +9,7 @@ LRU evictions meet; a fresh pgmux per test keeps its statement bookkeeping indep
 
 from __future__ import annotations
 
+import asyncio
 import select
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -22,6 +23,7 @@ from psycopg import errors, pq
 from pgmux.testing.pooler import PgmuxProcess
 
 from .conftest import PASSWORD, USER, target_of, watchdog
+from .render_matrix import BUG, KNOWN_ISSUES
 from .workloads import Target, run_tasks, run_threads
 
 Result = tuple[str, str, str, list[Any]]
@@ -430,3 +432,78 @@ def test_psycopg_pipeline_errors_leave_bookkeeping_right(
     pgmux = tx_pgmux(default_pool_size=2)
     expected = psycopg_pipeline_errors(direct, 10)
     assert psycopg_pipeline_errors(target_of(pgmux), 10) == expected
+
+
+# -- statements that drop prepared statements, however they are sent ------------------------------
+
+SENT_OTHERWISE: dict[str, Callable[[psycopg.Connection[Any]], Result]] = {
+    "DEALLOCATE ALL, extended protocol": lambda c: summary(
+        c.pgconn.exec_params(b"DEALLOCATE ALL", None)
+    ),
+    "DISCARD ALL, extended protocol": lambda c: summary(c.pgconn.exec_params(b"DISCARD ALL", None)),
+    "DEALLOCATE name, extended protocol": lambda c: summary(
+        c.pgconn.exec_params(b"DEALLOCATE t", None)
+    ),
+    "DEALLOCATE ALL after another statement": lambda c: query(c, b"SELECT 1; DEALLOCATE ALL"),
+}
+
+
+@pytest.mark.parametrize(
+    "drop",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                strict=True, reason=BUG + KNOWN_ISSUES["deallocate-name-sent-otherwise"]
+            ),
+        )
+        if name.startswith("DEALLOCATE name")
+        else name
+        for name in SENT_OTHERWISE
+    ],
+)
+def test_deallocate_sent_otherwise_keeps_bookkeeping_right(
+    direct: Target, tx_pgmux: Callable[..., PgmuxProcess], drop: str
+) -> None:
+    def scenario(target: Target) -> list[Any]:
+        with connect(target) as a, connect(target) as b:
+            seen = [prepare(a, b"s", b"SELECT 'a'"), prepare(b, b"t", b"SELECT 'a'")]
+            seen.append(SENT_OTHERWISE[drop](b))
+            seen += [execute(a, b"s"), execute(b, b"t")]  # a's statement must survive
+            seen += [prepare(b, b"t", b"SELECT 'again'"), execute(b, b"t")]
+        return seen
+
+    expected, got = through_both(direct, tx_pgmux(), scenario)
+    assert expected[3][3] == [b"a"]
+    assert got == expected
+
+
+def test_asyncpg_recovers_from_a_schema_change(
+    direct: Target, tx_pgmux: Callable[..., PgmuxProcess]
+) -> None:
+    async def scenario(target: Target) -> list[Any]:
+        conn = await asyncpg.connect(
+            host=target.host, port=target.port, user=USER, password=PASSWORD, database="app"
+        )
+        seen: list[Any] = []
+        try:
+            await conn.execute(
+                "DROP TABLE IF EXISTS compat_altered; CREATE TABLE compat_altered (a int);"
+                " INSERT INTO compat_altered VALUES (1)"
+            )
+            seen.append([tuple(r) for r in await conn.fetch("SELECT * FROM compat_altered")])
+            await conn.execute("ALTER TABLE compat_altered ADD COLUMN b int DEFAULT 2")
+            for _ in range(2):  # asyncpg prepares the query again by itself
+                try:
+                    seen.append(
+                        [tuple(r) for r in await conn.fetch("SELECT * FROM compat_altered")]
+                    )
+                except asyncpg.PostgresError as error:
+                    seen.append(f"{type(error).__name__}: {error}")
+        finally:
+            await conn.close()
+        return seen
+
+    expected, got = through_both(direct, tx_pgmux(), lambda t: asyncio.run(scenario(t)))
+    assert expected[1:] == [[(1, 2)], [(1, 2)]]
+    assert got == expected
