@@ -43,8 +43,6 @@ _ENDS: dict[int, bytes] = {
     ord("Q"): b"Z",
     ord("F"): b"Z",
 }
-# Requests that answer nothing (Flush, CopyData, CopyDone, CopyFail).
-SILENT = frozenset(b"Hdcf")
 # Replies that can come at any time and belong to no request.
 ASYNC_REPLIES = frozenset(b"NAS")
 _ERROR = ord("E")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import struct
 
-from pgmux.protocol.errors import PROTOCOL_VIOLATION, PgmuxError
 from pgmux.protocol.framing import bad_length
 
 BUFFER_SIZE = 128 * 1024
@@ -102,10 +101,3 @@ class MessageReader:
         rest = bytes(self.buffer)
         self.buffer.clear()
         return rest
-
-
-def unexpected_message(kind: int, during: str) -> PgmuxError:
-    return PgmuxError(
-        PROTOCOL_VIOLATION,
-        f"unexpected message type {chr(kind)!r} during {during}",
-    )

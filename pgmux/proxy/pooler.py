@@ -23,7 +23,6 @@ from pgmux.pool.pool import Counters, Pool, PoolSettings
 from pgmux.protocol import messages as m
 from pgmux.protocol.errors import (
     ADMIN_SHUTDOWN,
-    CANNOT_CONNECT_NOW,
     CONNECTION_FAILURE,
     INTERNAL_ERROR,
     INVALID_CATALOG_NAME,
@@ -498,9 +497,6 @@ class Pooler:
 
     def all_servers(self) -> list[ServerConnection]:
         return [s for servers in self.servers_by_pool.values() for s in servers]
-
-    def refuse_new(self) -> PgmuxError:
-        return PgmuxError(CANNOT_CONNECT_NOW, "pgmux is shutting down")
 
     def kill_error(self) -> PgmuxError:
         return PgmuxError(

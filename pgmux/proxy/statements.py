@@ -361,8 +361,3 @@ def undo_dropped(client: ClientConnection, server: ServerConnection) -> None:
         if entry.evicted:
             server.statements.add(entry.evicted, evict=False)  # still there after all
     statements.queue.dropped.clear()
-
-
-def clear_after_reset(server: ServerConnection) -> None:
-    """DISCARD ALL (the reset query) deallocated everything on the server."""
-    server.statements.clear()
