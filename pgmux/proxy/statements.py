@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from pgmux.protocol import messages as m
 from pgmux.protocol.errors import PROGRAM_LIMIT_EXCEEDED, PgmuxError
 from pgmux.protocol.framing import bad_length
+from pgmux.proxy.inspector import maybe_effect
 from pgmux.protocol.prepared import (
     ANSWER,
     CLOSE_COMPLETE,
@@ -73,14 +74,12 @@ def intercept(
     out: list[bytes | memoryview],
 ) -> bool:
     """Handle one intercepted message; True when pgmux answered it itself (nothing sent)."""
+    if kind == _Q:
+        return _query(client, server, msg, out)
     statements = client.statements
     if statements is None:  # session mode, or prepared statements turned off
-        if client.inspect(msg, kind):
-            return True
         out.append(msg)
         return False
-    if kind == _Q and client.inspect(msg, kind):
-        return True
     if kind == _P:
         _parse(client, server, statements, msg, out)
     elif kind == _B:
@@ -88,12 +87,34 @@ def intercept(
     elif kind == _D or kind == _C:
         _describe_or_close(client, server, statements, msg, kind, out)
     else:
-        sent: bytes | memoryview = msg
-        if kind == _Q:
-            sent = _sql_level(client, server, statements, msg, out)
-        out.append(sent)
+        out.append(msg)
         if client.tracking:
             statements.queue.expect(Entry(kind))
+    return False
+
+
+def _query(
+    client: ClientConnection,
+    server: ServerConnection,
+    msg: memoryview,
+    out: list[bytes | memoryview],
+) -> bool:
+    """A simple Query: True when pgmux answered it itself.
+
+    Nearly every query passes :func:`maybe_effect`'s byte test and is forwarded untouched; the
+    text is copied out once for that test and reused by the slower checks behind it.
+    """
+    text = bytes(msg[5:-1])
+    statements = client.statements
+    sent: bytes | memoryview = msg
+    if maybe_effect(text):
+        if client.pooler.inspector.inspect_text(client, text, _Q):
+            return True
+        if statements is not None:
+            sent = _sql_level(client, server, statements, text, msg, out)
+    out.append(sent)
+    if statements is not None and client.tracking:
+        statements.queue.expect(Entry(_Q))
     return False
 
 
@@ -265,6 +286,7 @@ def _sql_level(
     client: ClientConnection,
     server: ServerConnection,
     statements: ClientStatements,
+    text: bytes,
     msg: memoryview,
     out: list[bytes | memoryview],
 ) -> memoryview | bytes:
@@ -272,7 +294,6 @@ def _sql_level(
 
     Returns the Query to send, rewritten when DEALLOCATE names one of the client's statements.
     """
-    text = bytes(msg[5:-1])
     if not text.lstrip()[:10].lower().startswith((b"deallocate", b"discard")):
         return msg  # the common case, decided without a regex
     upper = text.strip().rstrip(b";").strip().upper()
