@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from pgmux.protocol import messages as m
 from pgmux.protocol.errors import PROGRAM_LIMIT_EXCEEDED, PgmuxError
 from pgmux.protocol.framing import bad_length
-from pgmux.proxy.inspector import maybe_effect
 from pgmux.protocol.prepared import (
     ANSWER,
     CLOSE_COMPLETE,
@@ -37,6 +36,7 @@ from pgmux.protocol.prepared import (
     split_parse,
     split_target,
 )
+from pgmux.proxy.inspector import maybe_effect
 
 if TYPE_CHECKING:
     from pgmux.proxy.client import ClientConnection
