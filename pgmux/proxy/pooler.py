@@ -295,7 +295,10 @@ class Pooler:
     async def _login(self, client: ClientConnection) -> None:
         timeout = self.config.get_float("client_login_timeout") or None
         try:
-            await asyncio.wait_for(login(self, client), timeout)
+            # asyncio.timeout() runs the login in this task; wait_for() would start another
+            # task and a future per login, which the connect workloads pay for.
+            async with asyncio.timeout(timeout):
+                await login(self, client)
         except PgmuxError as error:
             client.fail(error)
         except ServerError as error:

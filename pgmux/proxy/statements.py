@@ -118,6 +118,24 @@ def _query(
     return False
 
 
+def _unnamed_parse(
+    client: ClientConnection,
+    server: ServerConnection,
+    statements: ClientStatements,
+    msg: memoryview,
+    definition: bytes,
+    out: list[bytes | memoryview],
+) -> memoryview | bytes:
+    """The unnamed Parse to send: ``DEALLOCATE name`` (pgjdbc sends it this way) must name
+    the statement as the server knows it."""
+    end = definition.find(b"\x00")
+    text = definition[:end]
+    if not text.lstrip()[:10].lower().startswith(b"deallocate") or not _start_tracking(client):
+        return msg
+    target = _deallocate_target(client, server, statements, text, out)
+    return msg if target is None else build_parse(b"", target + definition[end:])
+
+
 def _expect(client: ClientConnection, entry: Entry) -> None:
     if client.tracking:
         client.statements.queue.expect(entry)  # type: ignore[union-attr]
@@ -142,7 +160,7 @@ def _parse(
     name, definition = split_parse(msg)
     client.inspect(msg, _P)
     if not name:
-        out.append(msg)
+        out.append(_unnamed_parse(client, server, statements, msg, definition, out))
         _expect(client, Entry(_P))
         return
     if name not in statements.names and len(statements.names) >= statements.limit:
@@ -301,17 +319,33 @@ def _sql_level(
         statements.names.clear()
         server.statements.clear()
         return msg
-    match = _DEALLOCATE.fullmatch(text)
-    if match is None or not client.tracking:
+    if not client.tracking:
         return msg
+    target = _deallocate_target(client, server, statements, text, out)
+    return msg if target is None else m.query(target.decode())
+
+
+def _deallocate_target(
+    client: ClientConnection,
+    server: ServerConnection,
+    statements: ClientStatements,
+    text: bytes,
+    out: list[bytes | memoryview],
+) -> bytes | None:
+    """``DEALLOCATE "server name"`` for a ``DEALLOCATE name`` of one of the client's statements,
+    which is forgotten here; None to send the text as it is (not such a statement, or a name
+    the client does not hold: PostgreSQL's own 26000 is then the right answer)."""
+    match = _DEALLOCATE.fullmatch(text)
+    if match is None:
+        return None
     quoted, plain = match.groups()
     name = quoted.replace(b'""', b'"') if quoted is not None else plain.lower()
     server_name = _server_name(client, server, statements, name, out)
     if server_name is None:
-        return msg  # PostgreSQL's own "does not exist"
+        return None
     del statements.names[name]
     server.statements.discard(server_name)
-    return m.query(f'DEALLOCATE "{server_name.decode()}"')
+    return b'DEALLOCATE "' + server_name + b'"'
 
 
 def relay_tracked(

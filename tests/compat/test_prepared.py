@@ -445,6 +445,7 @@ SENT_OTHERWISE: dict[str, Callable[[psycopg.Connection[Any]], Result]] = {
         c.pgconn.exec_params(b"DEALLOCATE t", None)
     ),
     "DEALLOCATE ALL after another statement": lambda c: query(c, b"SELECT 1; DEALLOCATE ALL"),
+    "DEALLOCATE name after another statement": lambda c: query(c, b"SELECT 1; DEALLOCATE t"),
 }
 
 
@@ -457,7 +458,7 @@ SENT_OTHERWISE: dict[str, Callable[[psycopg.Connection[Any]], Result]] = {
                 strict=True, reason=BUG + KNOWN_ISSUES["deallocate-name-sent-otherwise"]
             ),
         )
-        if name.startswith("DEALLOCATE name")
+        if name == "DEALLOCATE name after another statement"
         else name
         for name in SENT_OTHERWISE
     ],
