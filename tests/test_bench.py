@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -524,3 +525,24 @@ def test_one_short_round_against_direct_and_pgmux(
     assert cells["pgmux"]["pooler_cpu_s"] > 0
     assert (out / "results.md").exists()
     assert "select" in capsys.readouterr().out
+
+
+def _hotpath_module() -> object:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "hotpath.py"
+    spec = importlib.util.spec_from_file_location("pgmux_bench_hotpath", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hotpath_harness_relays_each_transaction_with_one_write_each_way() -> None:
+    # The harness behind `benchmarks/hotpath.py` must drive the real forwarding path: every
+    # transaction is one write to the server and one to the client, and the transaction-mode
+    # server goes back to the pool after each ReadyForQuery.
+    result = _hotpath_module().run(50)  # type: ignore[attr-defined]
+    assert (result.client_writes, result.server_writes) == (50, 50)
+    assert result.released
