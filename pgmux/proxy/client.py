@@ -27,6 +27,7 @@ from pgmux.protocol.errors import (
 )
 from pgmux.protocol.framing import FRONTEND_TYPES, FrontendScanner
 from pgmux.proxy.buffers import BUFFER_SIZE, SHARED, MessageReader
+from pgmux.proxy.inspector import maybe_effect
 from pgmux.proxy.statements import (
     BASE_INTERCEPT,
     STATEMENT_INTERCEPT,
@@ -43,6 +44,7 @@ log = logging.getLogger("pgmux.client")
 
 _ids = itertools.count(1)
 _TERMINATE = ord("X")
+_QUERY = ord("Q")
 _IDLE = m.TX_IDLE
 _monotonic = time.monotonic
 # Bytes a waiting client may queue before pgmux stops reading from it (back-pressure).
@@ -239,7 +241,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         scanner = self.scanner
         self.stats.received += end - pos
         stop = scanner.feed(view, pos, end)
-        if stop == end:  # the hot path: nothing intercepted, one write
+        if stop == end or (stop == pos and self._plain_query(view, pos, end)):
+            # The hot path: nothing intercepted (or one plain Query), one write.
             transport = server.transport
             transport.write(view[pos:end])
             if transport.get_write_buffer_size():
@@ -271,6 +274,24 @@ class ClientConnection(asyncio.BufferedProtocol):
             pos = stop + length
             stop = scanner.feed(view, pos, end)
         self._write_to(server, out)
+
+    def _plain_query(self, view: memoryview, pos: int, end: int) -> bool:
+        """True (and counted) if the chunk is exactly one simple Query that can go out as it is.
+
+        That is the commonest chunk of all. It skips the general loop when the byte test of
+        :func:`maybe_effect` clears its text and no reply needs tracking; otherwise the loop
+        and :func:`~pgmux.proxy.statements.intercept` handle it as any other.
+        """
+        scanner = self.scanner
+        if (
+            self.tracking
+            or scanner.stop_length != end - pos
+            or view[pos] != _QUERY
+            or maybe_effect(bytes(view[pos + 5 : end - 1]))
+        ):
+            return False
+        scanner.account(_QUERY)
+        return True
 
     @staticmethod
     def _write_to(server: ServerConnection, out: list[bytes | memoryview]) -> None:
