@@ -37,6 +37,7 @@ from pgmux.protocol.prepared import (
     split_target,
 )
 from pgmux.proxy.inspector import maybe_effect
+from pgmux.routing.classify import deallocate_spans
 
 if TYPE_CHECKING:
     from pgmux.proxy.client import ClientConnection
@@ -312,17 +313,42 @@ def _sql_level(
 
     Returns the Query to send, rewritten when DEALLOCATE names one of the client's statements.
     """
-    if not text.lstrip()[:10].lower().startswith((b"deallocate", b"discard")):
+    low = text.lower()
+    if b"deallocate" not in low and b"discard" not in low:
         return msg  # the common case, decided without a regex
     upper = text.strip().rstrip(b";").strip().upper()
     if upper in (b"DEALLOCATE ALL", b"DEALLOCATE PREPARE ALL", b"DISCARD ALL"):
         statements.names.clear()
         server.statements.clear()
         return msg
-    if not client.tracking:
+    if not client.tracking or b"deallocate" not in low:
         return msg
     target = _deallocate_target(client, server, statements, text, out)
+    if target is None:  # not one DEALLOCATE of a held name: maybe one among several statements
+        target = _rename_deallocates(client, server, statements, text, out)
     return msg if target is None else m.query(target.decode())
+
+
+def _rename_deallocates(
+    client: ClientConnection,
+    server: ServerConnection,
+    statements: ClientStatements,
+    text: bytes,
+    out: list[bytes | memoryview],
+) -> bytes | None:
+    """``text`` with every ``DEALLOCATE name`` statement in it renamed to the server's name
+    (``SELECT 1; DEALLOCATE s``); None when none of them names a statement the client holds."""
+    parts: list[bytes] = []
+    done = 0
+    for start, end in deallocate_spans(text):
+        target = _deallocate_target(client, server, statements, text[start:end], out)
+        if target is not None:
+            parts += (text[done:start], target)
+            done = end
+    if not parts:
+        return None
+    parts.append(text[done:])
+    return b"".join(parts)
 
 
 def _deallocate_target(

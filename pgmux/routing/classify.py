@@ -457,6 +457,28 @@ def classify(sql: str) -> Classification:
     return fx.freeze()
 
 
+def deallocate_spans(sql: bytes) -> tuple[tuple[int, int], ...]:
+    """Where each ``DEALLOCATE name`` statement of ``sql`` is, as byte ranges, in order.
+
+    For renaming statements inside a text of several; empty when the text is not UTF-8 (the
+    parser's offsets would not be byte offsets of ``sql``) or does not parse.
+    """
+    try:
+        text = _truncate(sql.decode("utf-8"))
+        tree = json.loads(_pg.parse_sql_json(text))
+    except (_pg.ParseError, ValueError, RecursionError):
+        return ()
+    spans = []
+    for raw in tree.get("stmts", []):
+        fields = raw.get("stmt", {}).get("DeallocateStmt")
+        if fields is None or fields.get("isall") or not fields.get("name"):
+            continue
+        start = raw.get("stmt_location", 0)  # the parser's JSON leaves out zeros
+        length = raw.get("stmt_len", 0) or len(sql) - start  # 0: up to the end
+        spans.append((start, start + length))
+    return tuple(spans)
+
+
 # --- the pre-filter -------------------------------------------------------------------------
 # First word of a statement -> (statement type, may be read-only, transaction control, starts
 # a transaction). Statements starting any other way go to the parser.

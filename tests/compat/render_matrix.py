@@ -123,15 +123,7 @@ ROWS: tuple[Row, ...] = (
 
 # pgmux bugs that tests in test_prepared.py mark as strict xfails, reason taken from here: fixing
 # one makes its test XPASS (a failure) until the entry, and so the page, loses it.
-KNOWN_ISSUES: dict[str, str] = {
-    "deallocate-name-sent-otherwise": (
-        "`DEALLOCATE name` is renamed to pgmux's server-side name when it comes as a simple "
-        "Query on its own or with Parse/Bind/Execute (pgjdbc's way), but not after another "
-        "statement in the same Query: then it reaches the server with the client's name and "
-        "gets 26000 for a name the client holds. (`DEALLOCATE ALL` and `DISCARD ALL` are "
-        "recognised however they are sent.)"
-    ),
-}
+KNOWN_ISSUES: dict[str, str] = {}
 
 
 def _status_cell(status: str) -> str:

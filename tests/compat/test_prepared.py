@@ -23,7 +23,6 @@ from psycopg import errors, pq
 from pgmux.testing.pooler import PgmuxProcess
 
 from .conftest import PASSWORD, USER, target_of, watchdog
-from .render_matrix import BUG, KNOWN_ISSUES
 from .workloads import Target, run_tasks, run_threads
 
 Result = tuple[str, str, str, list[Any]]
@@ -446,23 +445,11 @@ SENT_OTHERWISE: dict[str, Callable[[psycopg.Connection[Any]], Result]] = {
     ),
     "DEALLOCATE ALL after another statement": lambda c: query(c, b"SELECT 1; DEALLOCATE ALL"),
     "DEALLOCATE name after another statement": lambda c: query(c, b"SELECT 1; DEALLOCATE t"),
+    "DEALLOCATE name between statements": lambda c: query(c, b'SELECT 1; DEALLOCATE "t"; SELECT 2'),
 }
 
 
-@pytest.mark.parametrize(
-    "drop",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True, reason=BUG + KNOWN_ISSUES["deallocate-name-sent-otherwise"]
-            ),
-        )
-        if name == "DEALLOCATE name after another statement"
-        else name
-        for name in SENT_OTHERWISE
-    ],
-)
+@pytest.mark.parametrize("drop", list(SENT_OTHERWISE))
 def test_deallocate_sent_otherwise_keeps_bookkeeping_right(
     direct: Target, tx_pgmux: Callable[..., PgmuxProcess], drop: str
 ) -> None:

@@ -20,6 +20,7 @@ from pgmux.routing.classify import (
     Classification,
     StatementCache,
     classify,
+    deallocate_spans,
     fingerprint,
     prefilter,
 )
@@ -753,3 +754,24 @@ def test_deep_trees_are_read_without_recursion(monkeypatch: pytest.MonkeyPatch) 
     sql = DEEP + "+ length(set_config('a\"b.c', 'x', false))"
     assert classify(sql).set_names == ('a"b.c',)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("sql", "statements"),
+    [
+        (b"SELECT 1; DEALLOCATE s", [b"DEALLOCATE s"]),
+        (
+            b'DEALLOCATE "a;b"; SELECT 2; deallocate prepare t',
+            [b'DEALLOCATE "a;b"', b"deallocate prepare t"],
+        ),
+        ("SELECT 'é'; DEALLOCATE s".encode(), [b"DEALLOCATE s"]),  # offsets count bytes
+        (b"SELECT 1; DEALLOCATE ALL", []),
+        (b"SELECT 1", []),
+        (b"SELECT (; DEALLOCATE s", []),  # PostgreSQL rejects the whole text
+        (b"SELECT '\xff'; DEALLOCATE s", []),  # not UTF-8: no byte offsets to trust
+    ],
+)
+def test_deallocate_spans_are_the_byte_ranges_of_each_named_deallocate(
+    sql: bytes, statements: list[bytes]
+) -> None:
+    assert [sql[start:end] for start, end in deallocate_spans(sql)] == statements
