@@ -3,7 +3,9 @@
 Each bad client must get an ErrorResponse with SQLSTATE 08P01 (or just be closed, for one that
 never finishes logging in) and must cost pgmux nothing: after every case a normal psycopg client
 still works through the same pgmux process, and pgmux's memory does not follow the lengths a
-client announces.
+client announces. Nor does it follow a peer that stops reading: a client that reads none of a
+big reply, or a server that reads none of a client's COPY, makes pgmux stop reading from the
+other side instead of buffering.
 
 The pgmux under test runs with ``auth_type = trust`` (so that raw sockets log in with a bare
 StartupMessage), ``max_packet_size = 10000``, ``client_login_timeout = 1.5`` and a pool of one
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -469,3 +472,84 @@ def test_announced_lengths_do_not_allocate(pgmux_factory: Callable[..., PgmuxPro
     during_login.close()
     forwarding.close()
     assert_works(process, "scram_pw")
+
+
+def test_a_client_that_stops_reading_is_not_buffered_for(
+    pgmux_factory: Callable[..., PgmuxProcess],
+) -> None:
+    # A ~200 MB reply to a client that reads none of it: once the client's socket and pgmux's
+    # write buffer are full, pgmux stops reading from PostgreSQL (pause_reading), whose backend
+    # then waits. pgmux's memory stays flat meanwhile, other clients carry on, and when the
+    # client does read, every row arrives.
+    rows, width = 200_000, 1000
+    process = pgmux_factory(auth_type="trust")
+    assert process.process is not None
+    pid = process.process.pid
+    assert_works(process)
+    baseline = vm_rss_kib(pid)
+
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    slow.settimeout(10)
+    slow.connect((process.host, process.port))
+    slow.sendall(startup_packet())
+    until_ready(slow)
+    slow.sendall(query(f"SELECT repeat('x', {width}) FROM generate_series(1, {rows})"))
+    time.sleep(1.5)  # long enough for PostgreSQL to have sent all of it, had pgmux read it
+
+    grown_kib = vm_rss_kib(pid) - baseline
+    assert grown_kib < 32 * 1024, f"pgmux RSS grew by {grown_kib} KiB for a client not reading"
+    assert_works(process)
+
+    messages, status = until_ready(slow)
+    data_rows = [body for kind, body in messages if kind == b"D"]
+    assert len(data_rows) == rows
+    assert data_row_values(data_rows[0]) == data_row_values(data_rows[-1]) == [b"x" * width]
+    assert status == b"I"
+    slow.close()
+
+
+def test_a_server_that_stops_reading_stops_pgmux_reading_its_client(
+    pgmux_factory: Callable[..., PgmuxProcess],
+) -> None:
+    # The other direction: a client streams ~100 MB of COPY data while its backend waits for a
+    # lock and reads nothing. Once PostgreSQL's socket and pgmux's write buffer are full, pgmux
+    # stops reading from the client (its sends block), so pgmux's memory stays flat; when the
+    # lock goes, every row arrives.
+    rows, line = 100_000, b"x" * 1000 + b"\n"
+    process = pgmux_factory(auth_type="trust")
+    assert process.process is not None
+    pid = process.process.pid
+    dsn = process.dsn("scram_user")
+    with psycopg.connect(dsn, autocommit=True) as setup:
+        setup.execute("DROP TABLE IF EXISTS copy_target; CREATE TABLE copy_target (t text)")
+    baseline = vm_rss_kib(pid)
+
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute("LOCK TABLE copy_target IN ACCESS EXCLUSIVE MODE")
+        copier = logged_in(process)
+        copier.sendall(query("COPY copy_target FROM STDIN"))
+        copy_data = header(b"d", len(line) * 100 + 4) + line * 100
+        sent = threading.Event()
+
+        def stream() -> None:
+            for _ in range(rows // 100):
+                copier.sendall(copy_data)
+            copier.sendall(header(b"c", 4))
+            sent.set()
+
+        sender = threading.Thread(target=stream, daemon=True)
+        sender.start()
+        time.sleep(1.5)  # long enough for all of it to reach pgmux, had pgmux kept reading
+        grown_kib = vm_rss_kib(pid) - baseline
+        assert not sent.is_set(), "the client could send everything while the server read nothing"
+        assert grown_kib < 32 * 1024, f"pgmux RSS grew by {grown_kib} KiB for a stalled server"
+        assert_works(process)
+    # The blocker's transaction ended with its connection: the lock is gone.
+    sender.join(timeout=30)
+    assert sent.is_set()
+    messages, status = until_ready(copier)
+    complete = [body for kind, body in messages if kind == b"C"]
+    assert complete == [f"COPY {rows}".encode() + b"\0"]
+    assert status == b"I"
+    copier.close()
