@@ -330,9 +330,14 @@ def test_ratios_sit_on_pgmux_rows_and_not_run_rows_follow_their_workload() -> No
     report = _report()
     rows = main_rows(pgbench_cells(report.runs), report.not_run)
     by_target = {(r[0], r[2]): r for r in rows}
-    assert by_target[("select", "pgmux")][-2:] == [f"{450 / 850:.2f}", f"{450 / 1100:.2f}"]
-    assert by_target[("select", "pgbouncer")][-2:] == ["", ""]
-    assert by_target[("prepared", "pgmux")][-2:] == ["-", "0.50"]
+    # The median ratio, its lowest and highest round (400/800 and 500/900), and vs direct.
+    assert by_target[("select", "pgmux")][-3:] == [
+        f"{450 / 850:.2f}",
+        "0.50..0.56",
+        f"{450 / 1100:.2f}",
+    ]
+    assert by_target[("select", "pgbouncer")][-3:] == ["", "", ""]
+    assert by_target[("prepared", "pgmux")][-3:] == ["-", "", "0.50"]  # one round, no PgBouncer
     assert rows[-1][:4] == ["prepared", "", "pgbouncer", "n/a"]
     assert ("idle", "direct") not in by_target
 

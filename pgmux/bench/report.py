@@ -30,6 +30,7 @@ class Cell:
     failed: int
     pooler_cpu_s: float | None
     rounds: int
+    round_tps: tuple[tuple[int, float], ...] = ()  # (round, tps) of every round with a figure
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def pgbench_cells(runs: Sequence[RunResult]) -> list[Cell]:
             failed=sum(r.failed for r in group),
             pooler_cpu_s=median(r.pooler_cpu_s for r in group),
             rounds=len(group),
+            round_tps=tuple((r.round, r.tps) for r in group if r.tps is not None),
         )
         for (workload, clients, target), group in _grouped(runs).items()
     ]
@@ -146,17 +148,36 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def round_ratio_range(cell: Cell, other: Cell | None) -> tuple[float, float] | None:
+    """The lowest and highest of ``cell``'s tps over ``other``'s, round by round.
+
+    Rounds run the targets back to back, so a round's ratio compares like with like; the
+    spread over rounds shows how far one run's ratio can be trusted on this machine. None
+    with fewer than two rounds to compare.
+    """
+    if other is None:
+        return None
+    theirs = dict(other.round_tps)
+    ratios = [tps / theirs[r] for r, tps in cell.round_tps if theirs.get(r)]
+    return (min(ratios), max(ratios)) if len(ratios) >= 2 else None
+
+
 def _ratios(cell: Cell, by_key: dict[tuple[str, int, str], Cell]) -> list[str]:
-    """pgmux/PgBouncer and pgmux/direct tps, shown on pgmux's rows only."""
+    """pgmux/PgBouncer (with its spread over rounds) and pgmux/direct, on pgmux's rows only."""
     if cell.target != PGMUX:
-        return ["", ""]
-    others = [by_key.get((cell.workload, cell.clients, t)) for t in (PGBOUNCER, DIRECT)]
-    return [_fmt(ratio(cell.tps, o.tps if o else None), ".2f") for o in others]
+        return ["", "", ""]
+    bouncer, direct = (by_key.get((cell.workload, cell.clients, t)) for t in (PGBOUNCER, DIRECT))
+    spread = round_ratio_range(cell, bouncer)
+    return [
+        _fmt(ratio(cell.tps, bouncer.tps if bouncer else None), ".2f"),
+        "" if spread is None else f"{spread[0]:.2f}..{spread[1]:.2f}",
+        _fmt(ratio(cell.tps, direct.tps if direct else None), ".2f"),
+    ]
 
 
 MAIN_HEADERS = (
     "workload", "clients", "target", "tps", "lat avg ms", "lat p99 ms", "failed",
-    "pooler CPU s", "pgmux/pgbouncer", "pgmux/direct",
+    "pooler CPU s", "pgmux/pgbouncer", "by round", "pgmux/direct",
 )  # fmt: skip
 
 
@@ -167,7 +188,7 @@ def main_rows(cells: Sequence[Cell], not_run: Sequence[NotRun]) -> list[list[str
     for workload in dict.fromkeys(c.workload for c in cells):
         rows += [_cell_row(c, by_key) for c in cells if c.workload == workload]
         rows += [
-            [workload, "", gap.target, "n/a", *[""] * 6]
+            [workload, "", gap.target, "n/a", *[""] * (len(MAIN_HEADERS) - 4)]
             for gap in not_run
             if gap.workload == workload
         ]
