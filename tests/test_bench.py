@@ -551,3 +551,11 @@ def test_hotpath_harness_relays_each_transaction_with_one_write_each_way() -> No
     result = _hotpath_module().run(50)  # type: ignore[attr-defined]
     assert (result.client_writes, result.server_writes) == (50, 50)
     assert result.released
+
+
+def test_hotpath_login_harness_logs_every_client_in() -> None:
+    # `benchmarks/hotpath.py --login` must go through the whole md5 login each time: the
+    # password is checked (a wrong one would end in an error, not AuthenticationOk) and the
+    # client reaches the forwarding phase.
+    result = _hotpath_module().run_logins(20)  # type: ignore[attr-defined]
+    assert (result.logins, result.welcomed) == (20, 20)

@@ -175,9 +175,17 @@ async def _read_password_message(client: ClientConnection) -> bytes:
     return body
 
 
+async def _read_password(client: ClientConnection) -> bytes:
+    """A cleartext or md5 PasswordMessage's password (08P01 if it is not one NUL-ended string)."""
+    try:
+        return m.parse_password(await _read_password_message(client))
+    except ValueError as exc:
+        raise PgmuxError(PROTOCOL_VIOLATION, f"invalid password packet: {exc}") from None
+
+
 async def _auth_plain(client: ClientConnection, user: str, secret: str | None) -> Credentials:
     client.send(m.authentication(m.AUTH_CLEARTEXT_PASSWORD))
-    password = m.parse_password(await _read_password_message(client)).decode("utf-8", "replace")
+    password = (await _read_password(client)).decode("utf-8", "replace")
     if secret is None or not _plain_matches(user, password, secret):
         raise _password_failed(user)
     return Credentials(password=password)
@@ -199,7 +207,7 @@ def _plain_matches(user: str, password: str, secret: str) -> bool:
 async def _auth_md5(client: ClientConnection, user: str, secret: str | None) -> Credentials:
     salt = os.urandom(4)
     client.send(m.authentication(m.AUTH_MD5_PASSWORD, salt))
-    response = m.parse_password(await _read_password_message(client))
+    response = await _read_password(client)
     if secret is None or not verify_md5_response(user, secret, salt, response):
         raise _password_failed(user)
     # An md5 secret (or the password) is enough to answer the server's md5 challenge.

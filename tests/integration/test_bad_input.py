@@ -553,3 +553,19 @@ def test_a_server_that_stops_reading_stops_pgmux_reading_its_client(
     assert complete == [f"COPY {rows}".encode() + b"\0"]
     assert status == b"I"
     copier.close()
+
+
+@pytest.mark.parametrize(("auth_type", "request_code"), [("md5", 5), ("plain", 3)])
+def test_a_password_message_without_its_nul_is_a_protocol_violation(
+    pgmux_factory: Callable[..., PgmuxProcess], auth_type: str, request_code: int
+) -> None:
+    process = pgmux_factory(auth_type=auth_type)
+    sock = connect(process)
+    sock.sendall(startup_packet())
+    kind, body = read_message(sock) or (b"", b"")
+    assert (kind, struct.unpack("!i", body[:4])[0]) == (b"R", request_code)
+    sock.sendall(header(b"p", 4 + 3) + b"abc")  # PostgreSQL: "invalid password packet size"
+    fields = expect_error_then_close(sock)
+    assert fields["C"] == "08P01" and "password packet" in fields["M"]
+    sock.close()
+    assert_works(process, "scram_pw")
