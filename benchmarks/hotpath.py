@@ -36,6 +36,7 @@ from pgmux.proxy.params import client_parameters
 from pgmux.proxy.pooler import Pooler
 from pgmux.proxy.server import ServerConnection
 from pgmux.proxy.statements import STATEMENT_INTERCEPT, ClientStatements
+from pgmux.testing.fakes import RecordingTransport, feed
 
 CONFIG = """
 [databases]
@@ -52,33 +53,6 @@ REPLY = (
     + m.command_complete("SELECT 1")
     + m.ready_for_query()
 )
-
-
-class CountingTransport:
-    """Stands in for a socket's transport: counts writes and keeps the last, never buffers."""
-
-    def __init__(self) -> None:
-        self.writes = 0
-        self.last = b""
-
-    def write(self, data: bytes | memoryview) -> None:
-        self.writes += 1
-        self.last = bytes(data)
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return ("127.0.0.1", 5432)
-
-    def is_closing(self) -> bool:
-        return False
 
 
 @dataclass
@@ -100,12 +74,12 @@ def _logged_in_pair(pooler: Pooler) -> tuple[ClientConnection, ServerConnection]
     pool = pooler.get_pool(entry, "app", "bench", Credentials())
     pool.server_params = {"client_encoding": "UTF8", "DateStyle": "ISO, MDY"}
     server = ServerConnection(pooler, pool)
-    server.connection_made(CountingTransport())  # type: ignore[arg-type]
+    server.connection_made(RecordingTransport())  # type: ignore[arg-type]
     server.reader = None
     pool.add_server(server)
     pool.server_ready(server, time.monotonic())
     client = ClientConnection(pooler)
-    client.transport = CountingTransport()  # type: ignore[assignment]
+    client.transport = RecordingTransport()  # type: ignore[assignment]
     client.reader = None
     client.pool, client.stats = pool, pool.stats
     client.pool_mode, client.releases = "transaction", True
@@ -157,25 +131,20 @@ class LoginResult:
         return self.seconds / self.logins * 1e6
 
 
-def _feed(client: ClientConnection, data: bytes) -> None:
-    SHARED.view[: len(data)] = data
-    client.buffer_updated(len(data))
-
-
 async def _md5_login(pooler: Pooler) -> bool:
     """One client through SSLRequest, startup, md5 and the welcome; True if it got in."""
     client = ClientConnection(pooler)
-    transport = CountingTransport()
+    transport = RecordingTransport()
     client.connection_made(transport)  # type: ignore[arg-type]  # starts the login task
-    _feed(client, SSL_REQUEST)
+    feed(client, SSL_REQUEST)
     await asyncio.sleep(0)
-    _feed(client, STARTUP)
+    feed(client, STARTUP)
     for _ in range(10):  # the login task asks for the password within a few loop turns
         if transport.last[:1] == b"R":
             break
         await asyncio.sleep(0)
     salt = transport.last[-4:]
-    _feed(client, m.password_message(md5_response(USER, PASSWORD, salt) + b"\x00"))
+    feed(client, m.password_message(md5_response(USER, PASSWORD, salt) + b"\x00"))
     assert client.login_task is not None
     await client.login_task
     welcomed = client.reader is None and transport.last.startswith(AUTH_OK)
