@@ -32,11 +32,8 @@ from pgmux.protocol.startup import startup_message
 from pgmux.proxy.buffers import SHARED
 from pgmux.proxy.client import ClientConnection
 from pgmux.proxy.client_login import Credentials
-from pgmux.proxy.params import client_parameters
 from pgmux.proxy.pooler import Pooler
-from pgmux.proxy.server import ServerConnection
-from pgmux.proxy.statements import STATEMENT_INTERCEPT, ClientStatements
-from pgmux.testing.fakes import RecordingTransport, feed
+from pgmux.testing.fakes import RecordingTransport, feed, transaction_pair
 
 CONFIG = """
 [databases]
@@ -68,33 +65,10 @@ class Result:
         return self.seconds / self.transactions * 1e6
 
 
-def _logged_in_pair(pooler: Pooler) -> tuple[ClientConnection, ServerConnection]:
-    """A client past its login and an idle server of its transaction-mode pool."""
-    entry = pooler.resolve_database("app")
-    pool = pooler.get_pool(entry, "app", "bench", Credentials())
-    pool.server_params = {"client_encoding": "UTF8", "DateStyle": "ISO, MDY"}
-    server = ServerConnection(pooler, pool)
-    server.connection_made(RecordingTransport())  # type: ignore[arg-type]
-    server.reader = None
-    pool.add_server(server)
-    pool.server_ready(server, time.monotonic())
-    client = ClientConnection(pooler)
-    client.transport = RecordingTransport()  # type: ignore[assignment]
-    client.reader = None
-    client.pool, client.stats = pool, pool.stats
-    client.pool_mode, client.releases = "transaction", True
-    client.statements = ClientStatements(pooler.max_client_prepared_statements)
-    client.scanner.intercept = STATEMENT_INTERCEPT
-    client.params = client_parameters(pool.server_params, {}, pooler.tracked)
-    server.tracked = dict(client.params)
-    pool.add_client(client)
-    return client, server
-
-
 def run(transactions: int) -> Result:
     async def relay() -> Result:
         pooler = Pooler(parse_ini(CONFIG), asyncio.get_running_loop())
-        client, server = _logged_in_pair(pooler)
+        client, server = transaction_pair(pooler)
         view = SHARED.view
         started = time.perf_counter()
         for _ in range(transactions):

@@ -77,21 +77,6 @@ messages = st.builds(
 )
 
 
-def _errors(last_write: bytes) -> list[str]:
-    """SQLSTATEs of the ErrorResponses in a write."""
-    codes = []
-    pos = 0
-    while pos + 5 <= len(last_write):
-        kind = last_write[pos : pos + 1]
-        (length,) = struct.unpack_from("!i", last_write, pos + 1)
-        if kind == b"E":
-            for field in last_write[pos + 5 : pos + 1 + length].split(b"\x00"):
-                if field[:1] == b"C":
-                    codes.append(field[1:].decode())
-        pos += 1 + length
-    return codes
-
-
 async def _login_with(auth_type: str, secret: str, sent: list[bytes]) -> RecordingTransport:
     pooler = Pooler(parse_ini(CONFIG), asyncio.get_running_loop())
     pooler.auth_type = auth_type
@@ -126,5 +111,5 @@ def test_login_answers_any_message_without_an_internal_error(
 ) -> None:
     secret = PASSWORD if plain_secret else md5_secret(USER, PASSWORD)
     transport = uvloop.run(_login_with(auth_type, secret, sent))
-    assert "XX000" not in _errors(transport.last)
+    assert "XX000" not in transport.error_codes()
     assert not tracebacks.records, tracebacks.records[0].getMessage()
