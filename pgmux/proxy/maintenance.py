@@ -16,6 +16,7 @@ from pgmux.pool.pool import Pool
 from pgmux.pool.stats import PoolStats
 from pgmux.protocol import messages as m
 from pgmux.protocol.errors import (
+    CONNECTION_FAILURE,
     IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
     IDLE_SESSION_TIMEOUT,
     QUERY_CANCELED,
@@ -70,11 +71,22 @@ async def janitor(pooler: Pooler) -> None:
 
 
 def sweep(pooler: Pooler, now: float) -> None:
+    _slow_logins(pooler, now)
     for pool in list(pooler.pools.values()):
         _waiting_clients(pooler, pool, now)
         _active_clients(pooler, pool, now)
         _idle_servers(pool, now)
         pool.grow(now)
+
+
+def _slow_logins(pooler: Pooler, now: float) -> None:
+    """client_login_timeout: a client still logging in that long is told so and closed."""
+    timeout = pooler.config.get_float("client_login_timeout")
+    if timeout <= 0:
+        return
+    for client in [c for c in pooler.logging_in if now - c.connect_time >= timeout]:
+        pooler.logging_in.pop(client, None)
+        client.fail(PgmuxError(CONNECTION_FAILURE, "client_login_timeout: login took too long"))
 
 
 def _waiting_clients(pooler: Pooler, pool: Pool, now: float) -> None:

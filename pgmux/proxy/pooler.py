@@ -23,7 +23,6 @@ from pgmux.pool.pool import Counters, Pool, PoolSettings
 from pgmux.protocol import messages as m
 from pgmux.protocol.errors import (
     ADMIN_SHUTDOWN,
-    CONNECTION_FAILURE,
     INTERNAL_ERROR,
     INVALID_CATALOG_NAME,
     PgmuxError,
@@ -50,6 +49,7 @@ class Pooler:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.clients: dict[ClientConnection, None] = {}
+        self.logging_in: dict[ClientConnection, None] = {}  # login task still running
         self.pools: dict[tuple[str, str], Pool] = {}
         self.targets: dict[Pool, ServerTarget] = {}
         self.cancel_keys: dict[tuple[int, int], ClientConnection] = {}
@@ -286,6 +286,7 @@ class Pooler:
 
     def client_connected(self, client: ClientConnection) -> None:
         self.clients[client] = None
+        self.logging_in[client] = None
         client.login_task = self.loop.create_task(self._login(client))
 
     def client_limit_reached(self, client: ClientConnection) -> bool:
@@ -293,12 +294,9 @@ class Pooler:
         return self.shutting_down or (limit > 0 and len(self.clients) > limit)
 
     async def _login(self, client: ClientConnection) -> None:
-        timeout = self.config.get_float("client_login_timeout") or None
+        # No timer per login: the janitor enforces client_login_timeout on ``logging_in``.
         try:
-            # asyncio.timeout() runs the login in this task; wait_for() would start another
-            # task and a future per login, which the connect workloads pay for.
-            async with asyncio.timeout(timeout):
-                await login(self, client)
+            await login(self, client)
         except PgmuxError as error:
             client.fail(error)
         except ServerError as error:
@@ -306,13 +304,13 @@ class Pooler:
             fields = {**error.fields, "S": "FATAL", "V": "FATAL"}
             client.send(m.message(m.ERROR_RESPONSE, _server_error_body(ServerError(fields))))
             client.close(error.message)
-        except TimeoutError:
-            client.fail(PgmuxError(CONNECTION_FAILURE, "client_login_timeout: login took too long"))
         except (ConnectionError, OSError):
             client.close("client went away during login")
         except Exception as exc:
             log.exception("unexpected error during client login")
             client.fail(PgmuxError(INTERNAL_ERROR, f"internal error during login: {exc}"))
+        finally:
+            self.logging_in.pop(client, None)
 
     async def first_server(self, pool: Pool) -> None:
         waiter = self._welcome_waiters.get(pool)
