@@ -10,7 +10,7 @@ measure a change to the hot path before running the real benchmark.
 
 `python3 benchmarks/hotpath.py [N] --login` does the same for N logins the way `pgbench -C`
 makes them with md5 (SSLRequest refused, StartupMessage, md5 password, AuthenticationOk and
-the rest of the welcome), through the real login coroutine and event loop.
+the rest of the welcome), through the real login coroutine on uvloop, pgmux's event loop.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -85,7 +87,7 @@ def run(transactions: int) -> Result:
             client.server is None and server in server.pool.sv_idle,
         )
 
-    return asyncio.run(relay())
+    return uvloop.run(relay())
 
 
 USER, PASSWORD = "bench", "bench-password"
@@ -141,7 +143,7 @@ def run_logins(logins: int) -> LoginResult:
             welcomed += await _md5_login(pooler)
         return LoginResult(logins, time.perf_counter() - started, welcomed)
 
-    return asyncio.run(log_in())
+    return uvloop.run(log_in())
 
 
 def main(argv: list[str]) -> int:
