@@ -42,18 +42,7 @@ async def welcome(pooler: Pooler, client: ClientConnection, pool: Pool) -> None:
         raise copy_error(pool.last_login_error)
     if not pool.server_params:
         await pooler.first_server(pool)
-    client.pool = pool
-    client.stats = pool.stats
-    client.pool_mode = pool.settings.pool_mode
-    client.releases = client.pool_mode != "session"
-    client.statement_mode = client.pool_mode == "statement"
-    client.session_state = pool.settings.session_state
-    if client.releases and pooler.max_prepared_statements > 0:
-        client.statements = ClientStatements(pooler.max_client_prepared_statements)
-        client.scanner.intercept = STATEMENT_INTERCEPT
-    client.params = client_parameters(pool.server_params, client.startup, pooler.tracked)
-    pool.add_client(client)
-    pool.stats.client_login_count += 1
+    join_pool(pooler, client, pool)
     # One read of the system's CSPRNG gives the cancel key (and the pid pgmux makes up).
     entropy = int.from_bytes(os.urandom(8), "big")
     pid = (entropy >> 33) or 1
@@ -82,6 +71,23 @@ async def welcome(pooler: Pooler, client: ClientConnection, pool: Pool) -> None:
             client.database,
             format_addr(client.addr),
         )
+
+
+def join_pool(pooler: Pooler, client: ClientConnection, pool: Pool) -> None:
+    """Attach a client that has logged in to ``pool``: its pool mode, its statement
+    bookkeeping and the parameters it wants (the pool's, overridden by its startup packet)."""
+    client.pool = pool
+    client.stats = pool.stats
+    client.pool_mode = pool.settings.pool_mode
+    client.releases = client.pool_mode != "session"
+    client.statement_mode = client.pool_mode == "statement"
+    client.session_state = pool.settings.session_state
+    if client.releases and pooler.max_prepared_statements > 0:
+        client.statements = ClientStatements(pooler.max_client_prepared_statements)
+        client.scanner.intercept = STATEMENT_INTERCEPT
+    client.params = client_parameters(pool.server_params, client.startup, pooler.tracked)
+    pool.add_client(client)
+    pool.stats.client_login_count += 1
 
 
 def _status_block(pool: Pool, params: dict[str, str]) -> bytes:

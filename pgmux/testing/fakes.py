@@ -82,11 +82,11 @@ def transaction_pair(
     """
     from pgmux.proxy.client import ClientConnection
     from pgmux.proxy.client_login import Credentials
-    from pgmux.proxy.params import client_parameters
     from pgmux.proxy.server import ServerConnection
-    from pgmux.proxy.statements import STATEMENT_INTERCEPT, ClientStatements
+    from pgmux.proxy.welcome import join_pool
 
     pool = pooler.get_pool(pooler.resolve_database(database), database, user, Credentials())
+    assert pool.settings.pool_mode == "transaction", "configure pool_mode = transaction"
     pool.server_params = {"client_encoding": "UTF8", "DateStyle": "ISO, MDY"}
     server = ServerConnection(pooler, pool)
     server.connection_made(RecordingTransport())  # type: ignore[arg-type]
@@ -96,12 +96,8 @@ def transaction_pair(
     client = ClientConnection(pooler)
     client.transport = RecordingTransport()  # type: ignore[assignment]
     client.reader = None
-    client.pool, client.stats = pool, pool.stats
-    client.pool_mode, client.releases = "transaction", True
-    client.statements = ClientStatements(pooler.max_client_prepared_statements)
+    join_pool(pooler, client, pool)  # as welcome() does after a login
+    assert client.statements is not None
     client.statements.used = tracked
-    client.scanner.intercept = STATEMENT_INTERCEPT
-    client.params = client_parameters(pool.server_params, {}, pooler.tracked)
     server.tracked = dict(client.params)
-    pool.add_client(client)
     return client, server
