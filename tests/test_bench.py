@@ -15,6 +15,7 @@ import struct
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ from pgmux.bench.pgbench import (
 )
 from pgmux.bench.progress import Progress, bar
 from pgmux.bench.report import (
+    MAIN_HEADERS,
     NotRun,
     Report,
     added_latency,
@@ -91,6 +93,7 @@ def test_parse_summary_of_a_plain_run() -> None:
     assert summary.tps == pytest.approx(16206.762790)
     assert summary.latency_ms == pytest.approx(0.247)
     assert (summary.failed_transactions, summary.aborted_clients) == (0, 0)
+    assert summary.transactions == 32045
 
 
 def test_parse_summary_with_reconnects_takes_the_including_figure() -> None:
@@ -105,6 +108,8 @@ def test_aborted_run_has_no_figures_and_counts_clients_as_failures() -> None:
     assert summary.tps is None and summary.latency_ms is None
     assert summary.aborted_clients == 2
     assert count_failures(summary, returncode=2) == 2
+    assert summary.transactions == 0
+    assert parse_summary("", "").transactions is None
 
 
 def test_a_failing_exit_counts_as_a_failure_even_without_details() -> None:
@@ -326,6 +331,18 @@ def test_cells_take_medians_and_sum_failures() -> None:
     assert next(c for c in cells if c.workload == "prepared" and c.target == "pgmux").failed == 3
 
 
+def test_cpu_per_transaction_is_the_pooler_cpu_over_pgbench_transactions() -> None:
+    run = RunResult("select", "pgmux", 20, 1, 10000, 2.0, 4.0, 0, 1.5, transactions=60000)
+    assert run.cpu_us_per_transaction == pytest.approx(25.0)
+    assert replace(run, pooler_cpu_s=None).cpu_us_per_transaction is None  # direct: no pooler
+    assert replace(run, transactions=0).cpu_us_per_transaction is None  # every client aborted
+    again = replace(run, round=2, pooler_cpu_s=3.0)
+    cell = pgbench_cells([run, again])[0]
+    assert cell.cpu_us_per_transaction == pytest.approx(37.5)  # the median over rounds
+    row = main_rows([cell], [])[0]
+    assert row[MAIN_HEADERS.index("CPU µs/txn")] == "37.5"
+
+
 def test_ratios_sit_on_pgmux_rows_and_not_run_rows_follow_their_workload() -> None:
     report = _report()
     rows = main_rows(pgbench_cells(report.runs), report.not_run)
@@ -528,6 +545,8 @@ def test_one_short_round_against_direct_and_pgmux(
     for cell in cells.values():
         assert cell["tps"] > 0 and cell["failed"] == 0
     assert cells["pgmux"]["pooler_cpu_s"] > 0
+    assert cells["pgmux"]["cpu_us_per_transaction"] > 0
+    assert cells["direct"]["cpu_us_per_transaction"] is None
     assert (out / "results.md").exists()
     assert "select" in capsys.readouterr().out
 

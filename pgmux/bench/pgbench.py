@@ -19,6 +19,7 @@ _TPS = re.compile(r"^tps = ([0-9.]+)", re.MULTILINE)
 _LATENCY = re.compile(r"^latency average = ([0-9.]+) ms", re.MULTILINE)
 _CONNECT = re.compile(r"^initial connection time = ([0-9.]+) ms", re.MULTILINE)
 _FAILED = re.compile(r"^number of failed transactions: ([0-9]+)", re.MULTILINE)
+_PROCESSED = re.compile(r"^number of transactions actually processed: ([0-9]+)", re.MULTILINE)
 _ABORTED = re.compile(r"^pgbench: error: client [0-9]+ .*aborted", re.MULTILINE)
 
 # pgbench's exit status: 1 = bad options or no initial connection, 2 = errors during the run.
@@ -34,6 +35,7 @@ class PgbenchSummary:
     connect_ms: float | None
     failed_transactions: int
     aborted_clients: int
+    transactions: int | None = None  # "number of transactions actually processed"
 
 
 def parse_summary(stdout: str, stderr: str) -> PgbenchSummary:
@@ -42,8 +44,9 @@ def parse_summary(stdout: str, stderr: str) -> PgbenchSummary:
         tps=_float(_TPS, stdout),
         latency_ms=_float(_LATENCY, stdout),
         connect_ms=_float(_CONNECT, stdout),
-        failed_transactions=int(_first(_FAILED, stdout) or 0),
+        failed_transactions=_int(_FAILED, stdout) or 0,
         aborted_clients=len(_ABORTED.findall(stderr)),
+        transactions=_int(_PROCESSED, stdout),
     )
 
 
@@ -154,3 +157,8 @@ def _first(pattern: re.Pattern[str], text: str) -> str | None:
 def _float(pattern: re.Pattern[str], text: str) -> float | None:
     value = _first(pattern, text)
     return None if value is None else float(value)
+
+
+def _int(pattern: re.Pattern[str], text: str) -> int | None:
+    value = _first(pattern, text)
+    return None if value is None else int(value)

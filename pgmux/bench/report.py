@@ -1,9 +1,9 @@
 """The report: per-cell medians over rounds, ratios, and their text, Markdown and JSON forms.
 
-A cell is one (workload, client count, target). Its tps, latencies and pooler CPU are medians
-over the rounds that produced the figure; its failures are summed over all rounds. Ratios are
-pgmux's tps over the other target's, so above 1 means pgmux was faster. Nothing here judges a
-number: the report only shows them.
+A cell is one (workload, client count, target). Its tps, latencies and pooler CPU (in seconds
+and per transaction) are medians over the rounds that produced the figure; its failures are
+summed over all rounds. Ratios are pgmux's tps over the other target's, so above 1 means pgmux
+was faster. Nothing here judges a number: the report only shows them.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Cell:
     failed: int
     pooler_cpu_s: float | None
     rounds: int
+    cpu_us_per_transaction: float | None = None
     round_tps: tuple[tuple[int, float], ...] = ()  # (round, tps) of every round with a figure
 
 
@@ -109,6 +110,7 @@ def pgbench_cells(runs: Sequence[RunResult]) -> list[Cell]:
             failed=sum(r.failed for r in group),
             pooler_cpu_s=median(r.pooler_cpu_s for r in group),
             rounds=len(group),
+            cpu_us_per_transaction=median(r.cpu_us_per_transaction for r in group),
             round_tps=tuple((r.round, r.tps) for r in group if r.tps is not None),
         )
         for (workload, clients, target), group in _grouped(runs).items()
@@ -177,7 +179,7 @@ def _ratios(cell: Cell, by_key: dict[tuple[str, int, str], Cell]) -> list[str]:
 
 MAIN_HEADERS = (
     "workload", "clients", "target", "tps", "lat avg ms", "lat p99 ms", "failed",
-    "pooler CPU s", "pgmux/pgbouncer", "by round", "pgmux/direct",
+    "pooler CPU s", "CPU µs/txn", "pgmux/pgbouncer", "by round", "pgmux/direct",
 )  # fmt: skip
 
 
@@ -198,7 +200,8 @@ def main_rows(cells: Sequence[Cell], not_run: Sequence[NotRun]) -> list[list[str
 def _cell_row(c: Cell, by_key: dict[tuple[str, int, str], Cell]) -> list[str]:
     return [
         c.workload, str(c.clients), c.target, _fmt(c.tps, ".0f"), _fmt(c.latency_ms, ".3f"),
-        _fmt(c.p99_ms, ".3f"), str(c.failed), _fmt(c.pooler_cpu_s, ".2f"), *_ratios(c, by_key),
+        _fmt(c.p99_ms, ".3f"), str(c.failed), _fmt(c.pooler_cpu_s, ".2f"),
+        _fmt(c.cpu_us_per_transaction, ".1f"), *_ratios(c, by_key),
     ]  # fmt: skip
 
 

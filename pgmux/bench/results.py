@@ -24,6 +24,18 @@ class RunResult:
     pooler_cpu_s: float | None
     error: str | None = None  # pgbench could not start the run at all
     first_failure: str | None = None  # what pgbench said about the first failure, if any
+    transactions: int | None = None  # pgbench's "number of transactions actually processed"
+
+    @property
+    def cpu_us_per_transaction(self) -> float | None:
+        """The pooler's CPU time per transaction (per connection with -C), in microseconds.
+
+        The pooler's CPU is read over the whole pgbench run, its clients' logins included, so
+        at hundreds of clients this is a little above the cost of the transactions alone.
+        """
+        if self.pooler_cpu_s is None or not self.transactions:
+            return None
+        return self.pooler_cpu_s * 1e6 / self.transactions
 
 
 @dataclass(frozen=True)

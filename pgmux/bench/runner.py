@@ -193,6 +193,7 @@ def measure(
     return RunResult(
         workload.name, ep.target, clients, round_no, summary.tps, summary.latency_ms, p99,
         failed, cpu, message if done.returncode == EXIT_COULD_NOT_START else None, message,
+        summary.transactions,
     )  # fmt: skip
 
 
