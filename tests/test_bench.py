@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pgmux.bench import main, procstat
+from pgmux.bench import command, main, procstat
 from pgmux.bench.chart import series, write_tps_chart
 from pgmux.bench.database import extract_secret
 from pgmux.bench.idle import Credentials, hold_idle, md5_password, startup_message
@@ -51,7 +51,7 @@ from pgmux.bench.report import (
 )
 from pgmux.bench.results import IdleResult, RunResult
 from pgmux.bench.runner import applicable, max_connections, rotated, total_steps
-from pgmux.bench.targets import PoolSettings, log_tail, render_ini
+from pgmux.bench.targets import PoolSettings, find_pgbouncer, log_tail, render_ini
 from pgmux.bench.workloads import WORKLOADS, select_workloads, unsupported_reason
 
 SELECT_OUTPUT = """\
@@ -529,26 +529,54 @@ def test_hold_idle_reports_a_refused_login(fake_server: tuple[FakeServer, int]) 
 # -- end to end -----------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_one_short_round_against_direct_and_pgmux(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _short_run(out: Path, *extra: str) -> dict[str, dict[str, object]]:
+    """One 2-second `select` round at 1 client; its cells by target."""
     if shutil.which("pgbench") is None:
         pytest.skip("pgbench is not installed")
-    out = tmp_path / "results"
     argv = ["--workload", "select", "--rounds", "1", "--seconds", "2", "--clients", "1",
-            "--targets", "direct,pgmux", "--scale", "1", "--out", str(out)]  # fmt: skip
+            "--scale", "1", "--out", str(out), *extra]  # fmt: skip
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
-    cells = {c["target"]: c for c in results["cells"]}
+    return {c["target"]: c for c in results["cells"]}
+
+
+@pytest.mark.slow
+def test_one_short_round_skips_pgbouncer_with_a_clear_line_when_it_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(command, "find_pgbouncer", lambda: None)  # a machine without it
+    out = tmp_path / "results"
+    cells = _short_run(out)  # the default targets: direct, pgbouncer, pgmux
     assert set(cells) == {"direct", "pgmux"}
     for cell in cells.values():
         assert cell["tps"] > 0 and cell["failed"] == 0
     assert cells["pgmux"]["pooler_cpu_s"] > 0
     assert cells["pgmux"]["cpu_us_per_transaction"] > 0
     assert cells["direct"]["cpu_us_per_transaction"] is None
-    assert (out / "results.md").exists()
-    assert "select" in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert "select" in stdout
+    line = "PgBouncer is not installed: its columns are skipped; `apt-get install -y pgbouncer`"
+    assert line in stdout and line in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_one_short_round_side_by_side_with_pgbouncer(tmp_path: Path) -> None:
+    if find_pgbouncer() is None:
+        pytest.skip("PgBouncer is not installed (.ci/run installs it)")
+    cells = _short_run(tmp_path / "results", "--targets", "direct,pgbouncer,pgmux")
+    assert set(cells) == {"direct", "pgbouncer", "pgmux"}
+    for target in ("pgbouncer", "pgmux"):
+        assert cells[target]["tps"] > 0 and cells[target]["failed"] == 0
+        assert cells[target]["cpu_us_per_transaction"] > 0
+
+
+def test_chart_skipped_with_a_clear_line_without_matplotlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    message = write_tps_chart(pgbench_cells(_report().runs), tmp_path / "tps.png")
+    assert message == "tps.png skipped: matplotlib is not installed (pip install 'pgmux[bench]')"
+    assert not (tmp_path / "tps.png").exists()
 
 
 def _hotpath_module() -> object:
