@@ -13,6 +13,7 @@ import os
 import shutil
 import struct
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -50,9 +51,24 @@ from pgmux.bench.report import (
     to_json,
 )
 from pgmux.bench.results import IdleResult, RunResult
-from pgmux.bench.runner import applicable, max_connections, rotated, total_steps
-from pgmux.bench.targets import PoolSettings, find_pgbouncer, log_tail, render_ini
+from pgmux.bench.runner import (
+    applicable,
+    max_connections,
+    rotated,
+    total_steps,
+)
+from pgmux.bench.targets import (
+    PoolSettings,
+    find_pgbouncer,
+    listening_sockets,
+    log_tail,
+    make_run_dir,
+    render_ini,
+    start_pooler,
+    write_pgbouncer_inis,
+)
 from pgmux.bench.workloads import WORKLOADS, select_workloads, unsupported_reason
+from pgmux.testing import free_port
 
 SELECT_OUTPUT = """\
 pgbench (15.18 (Debian 15.18-0+deb12u1))
@@ -210,16 +226,83 @@ def test_both_poolers_get_the_same_ini_but_for_port_pidfile_logfile_and_workers(
     tmp_path: Path,
 ) -> None:
     pool = _pool(tmp_path)
-    bouncer = render_ini(pool, name="pgbouncer", port=6001, run_dir=tmp_path, workers=2)
-    mux = render_ini(pool, name="pgmux", port=6002, run_dir=tmp_path, workers=2)
+    bouncer = render_ini(pool, name="pgbouncer", port=6001, run_dir=tmp_path, workers=1)
+    mux = render_ini(pool, name="pgmux", port=6002, run_dir=tmp_path, workers=1)
     differing = _ini_lines(bouncer) ^ _ini_lines(mux)
     assert {line.split(" = ")[0] for line in differing} == {
         "listen_port", "pidfile", "logfile", "workers",
     }  # fmt: skip
-    assert "workers = 2" in mux and "workers" not in bouncer
+    assert "workers = 1" in mux and "workers" not in bouncer
     for line in ("pool_mode = transaction", "default_pool_size = 20", "auth_type = md5"):
         assert line in bouncer
     assert "bench = host=127.0.0.1 port=5432 dbname=bench" in bouncer
+    assert "so_reuseport" not in bouncer
+
+
+def test_workers_become_pgbouncer_processes_sharing_the_port(tmp_path: Path) -> None:
+    pool = _pool(tmp_path)
+    mux = render_ini(pool, name="pgmux", port=6002, run_dir=tmp_path, workers=2)
+    assert "workers = 2" in mux and f"pidfile = {tmp_path / 'pgmux.pid'}" in mux
+    first, second = (
+        render_ini(pool, name="pgbouncer", port=6001, run_dir=tmp_path, workers=2, process=n)
+        for n in (0, 1)
+    )
+    assert {line.split(" = ")[0] for line in _ini_lines(first) ^ _ini_lines(second)} == {
+        "pidfile", "logfile", "unix_socket_dir",
+    }  # fmt: skip
+    for number, text in enumerate((first, second)):
+        assert "listen_port = 6001" in text and "so_reuseport = 1" in text
+        assert f"pidfile = {tmp_path / f'pgbouncer-{number}.pid'}" in text
+        assert f"unix_socket_dir = {tmp_path / f'pgbouncer-{number}'}" in text
+
+
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1771 00000000:0000 0A 00000000:00000000 00:00000000 00000000   108        0 1 1
+   1: 0100007F:1771 00000000:0000 0A 00000000:00000000 00:00000000 00000000   108        0 2 1
+   2: 0100007F:1771 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000   108        0 3 1
+   3: 0100007F:1772 00000000:0000 0A 00000000:00000000 00:00000000 00000000   108        0 4 1
+"""
+
+
+def test_listening_sockets_counts_listeners_on_the_port_only(tmp_path: Path) -> None:
+    table = tmp_path / "tcp"
+    table.write_text(PROC_NET_TCP)
+    assert listening_sockets(6001, table) == 2  # 0x1771; the established one does not count
+    assert listening_sockets(6002, table) == 1
+    assert listening_sockets(5432, table) == 0
+
+
+@pytest.mark.slow
+def test_pgbouncer_with_two_workers_runs_two_processes_on_one_port() -> None:
+    binary = find_pgbouncer()
+    if binary is None:
+        pytest.skip("PgBouncer is not installed (.ci/run installs it)")
+    # As the bench does: under root PgBouncer runs as postgres, which cannot enter pytest's
+    # tmp_path; a directory of its own under /tmp it can.
+    work = Path(tempfile.mkdtemp(prefix="pgmux-bench-test-"))
+    work.chmod(0o755)
+    try:
+        _two_pgbouncer_processes(binary, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _two_pgbouncer_processes(binary: str, work: Path) -> None:
+    run_dir = make_run_dir(work, "run")
+    pool = replace(_pool(work), socket_dir=run_dir)
+    (work / "userlist.txt").write_text('"bench" "secret"\n')
+    port = free_port()
+    inis = write_pgbouncer_inis(pool, port=port, run_dir=run_dir, workers=2)
+    assert [ini.name for ini in inis] == ["pgbouncer-0.ini", "pgbouncer-1.ini"]
+    pooler = start_pooler("pgbouncer", [[binary, str(i)] for i in inis], port=port, run_dir=run_dir)
+    try:
+        assert len(pooler.processes) == 2 and pooler.exit_status() is None
+        assert listening_sockets(port) == 2
+        assert pooler.cpu_seconds() >= 0 and pooler.rss_kb() > 0
+    finally:
+        pooler.stop()
+    assert all(p.poll() is not None for p in pooler.processes)
 
 
 def test_extract_secret_ignores_psql_decoration() -> None:
@@ -560,10 +643,11 @@ def test_one_short_round_skips_pgbouncer_with_a_clear_line_when_it_is_missing(
 
 
 @pytest.mark.slow
-def test_one_short_round_side_by_side_with_pgbouncer(tmp_path: Path) -> None:
+def test_one_short_round_side_by_side_with_pgbouncer_and_two_workers_each(tmp_path: Path) -> None:
     if find_pgbouncer() is None:
         pytest.skip("PgBouncer is not installed (.ci/run installs it)")
-    cells = _short_run(tmp_path / "results", "--targets", "direct,pgbouncer,pgmux")
+    targets = ("--targets", "direct,pgbouncer,pgmux")
+    cells = _short_run(tmp_path / "results", *targets, "--workers", "2")
     assert set(cells) == {"direct", "pgbouncer", "pgmux"}
     for target in ("pgbouncer", "pgmux"):
         assert cells[target]["tps"] > 0 and cells[target]["failed"] == 0

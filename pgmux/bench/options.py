@@ -49,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="client counts for every workload, instead of each workload's own",
     )
     add("--pool-size", type=_positive, default=20, help="default_pool_size (default 20)")
-    add("--workers", type=_positive, default=1, help="pgmux worker processes (default 1)")
+    add(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="pgmux worker processes, and as many PgBouncer processes on the port (default 1)",
+    )
     add(
         "--out",
         type=Path,

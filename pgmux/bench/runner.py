@@ -10,7 +10,6 @@ Ctrl-C and SIGTERM included. The exit status is 0 unless something failed to sta
 from __future__ import annotations
 
 import os
-import pwd
 import resource
 import shutil
 import signal
@@ -44,9 +43,11 @@ from pgmux.bench.targets import (
     PGBOUNCER,
     Pooler,
     PoolSettings,
+    make_run_dir,
     pgmux_command,
     render_ini,
     start_pooler,
+    write_pgbouncer_inis,
 )
 from pgmux.bench.workloads import Workload, unsupported_reason
 from pgmux.testing import free_port
@@ -112,7 +113,7 @@ def total_steps(
 def max_connections(opts: BenchOptions) -> int:
     """Enough for the most clients any direct run opens, plus every pooler's server pool."""
     direct = [max(opts.client_counts(w)) for w in opts.workloads if DIRECT not in w.unsupported]
-    pools = opts.pool_size * (1 + opts.workers)
+    pools = opts.pool_size * 2 * opts.workers  # each pooler's, both per process
     return max(100, max(direct, default=0) + pools + 10)
 
 
@@ -133,16 +134,6 @@ def raise_file_limit(needed: int) -> str | None:
         return f"open-file limit is {hard}, below the {needed} wanted: idle may open fewer"
 
 
-def make_run_dir(parent: Path, name: str) -> Path:
-    """A directory for one pooler session that PgBouncer, run as postgres, can write to."""
-    path = parent / name
-    path.mkdir(exist_ok=True)
-    if os.geteuid() == 0:
-        account = pwd.getpwnam("postgres")
-        os.chown(path, account.pw_uid, account.pw_gid)
-    return path
-
-
 @contextmanager
 def endpoint(session: Session, workload: Workload, target: str) -> Iterator[Endpoint]:
     """Direct PostgreSQL, or a pooler started for `workload` and stopped afterwards."""
@@ -157,15 +148,17 @@ def endpoint(session: Session, workload: Workload, target: str) -> Iterator[Endp
         max_client_conn=max_client_conn(session.opts), socket_dir=run_dir,
     )  # fmt: skip
     port = free_port()
-    ini = run_dir / f"{target}.ini"
     workers = session.opts.workers
-    ini.write_text(render_ini(pool, name=target, port=port, run_dir=run_dir, workers=workers))
     if target == PGBOUNCER:
         assert session.pgbouncer is not None
-        pooler = start_pooler(target, [session.pgbouncer, str(ini)], port=port, run_dir=run_dir)
+        inis = write_pgbouncer_inis(pool, port=port, run_dir=run_dir, workers=workers)
+        argvs = [[session.pgbouncer, str(ini)] for ini in inis]
+        pooler = start_pooler(target, argvs, port=port, run_dir=run_dir)
     else:
+        ini = run_dir / f"{target}.ini"
+        ini.write_text(render_ini(pool, name=target, port=port, run_dir=run_dir, workers=workers))
         argv, env = pgmux_command(ini)
-        pooler = start_pooler(target, argv, port=port, run_dir=run_dir, env=env)
+        pooler = start_pooler(target, [argv], port=port, run_dir=run_dir, env=env)
     try:
         yield Endpoint(target, "127.0.0.1", port, pooler)
     finally:

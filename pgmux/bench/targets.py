@@ -1,9 +1,12 @@
 """The poolers under test, PgBouncer and pgmux, started from one generated pgbouncer.ini.
 
 Both poolers read the same settings; their two copies differ only in listen_port, pidfile and
-logfile, plus pgmux's own `workers` key, which PgBouncer rejects as unknown. A pooler is ready
-when its port accepts TCP connections; if it exits first, the error carries its log's tail.
-PgBouncer refuses to run as root, so under root it runs as the `postgres` OS user.
+logfile, plus pgmux's own `workers` key, which PgBouncer rejects as unknown. PgBouncer's way to
+use N cores is N processes sharing the port with `so_reuseport = 1`, so `workers = N` becomes N
+PgBouncer processes, each with its own pidfile, logfile and unix_socket_dir. A pooler is ready
+when its port accepts TCP connections and each of its processes listens; if one exits first,
+the error carries the logs' tails. PgBouncer refuses to run as root, so under root it runs as
+the `postgres` OS user.
 """
 
 from __future__ import annotations
@@ -68,17 +71,60 @@ def shared_settings(pool: PoolSettings) -> dict[str, str]:
     }
 
 
-def render_ini(pool: PoolSettings, *, name: str, port: int, run_dir: Path, workers: int) -> str:
-    """The pgbouncer.ini copy for pooler `name` listening on `port`."""
+def process_name(name: str, processes: int, process: int) -> str:
+    """What the files of process number `process` (from 0) of `processes` are called."""
+    return f"{name}-{process}" if processes > 1 else name
+
+
+def render_ini(
+    pool: PoolSettings, *, name: str, port: int, run_dir: Path, workers: int, process: int = 0
+) -> str:
+    """The pgbouncer.ini copy for pooler `name` listening on `port`.
+
+    For PgBouncer with `workers > 1`, the copy for its process number `process` (from 0).
+    """
+    own = process_name(name, workers if name == PGBOUNCER else 1, process)
     settings = shared_settings(pool) | {
         "listen_port": str(port),
-        "pidfile": str(run_dir / f"{name}.pid"),
-        "logfile": str(run_dir / f"{name}.log"),
+        "pidfile": str(run_dir / f"{own}.pid"),
+        "logfile": str(run_dir / f"{own}.log"),
     }
     if name == PGMUX:
         settings["workers"] = str(workers)
+    elif workers > 1:
+        # Each process binds its own socket to the port; the kernel spreads the clients.
+        settings["so_reuseport"] = "1"
+        settings["unix_socket_dir"] = str(pool.socket_dir / own)
     database = f"host={pool.pg_host} port={pool.pg_port} dbname={pool.dbname}"
     return testing_pooler.render_ini({pool.dbname: database}, settings)
+
+
+def write_pgbouncer_inis(
+    pool: PoolSettings, *, port: int, run_dir: Path, workers: int
+) -> list[Path]:
+    """One ini per PgBouncer process (`workers` of them), each with its unix_socket_dir made."""
+    inis = []
+    for number in range(workers):
+        own = process_name(PGBOUNCER, workers, number)
+        if workers > 1:
+            make_run_dir(pool.socket_dir, own)
+        ini = run_dir / f"{own}.ini"
+        text = render_ini(
+            pool, name=PGBOUNCER, port=port, run_dir=run_dir, workers=workers, process=number
+        )
+        ini.write_text(text)
+        inis.append(ini)
+    return inis
+
+
+def make_run_dir(parent: Path, name: str) -> Path:
+    """A directory for one pooler session that PgBouncer, run as postgres, can write to."""
+    path = parent / name
+    path.mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        account = pwd.getpwnam("postgres")
+        os.chown(path, account.pw_uid, account.pw_gid)
+    return path
 
 
 def find_pgbouncer() -> str | None:
@@ -115,21 +161,30 @@ def pooler_os_user(name: str) -> str | None:
 
 @dataclass
 class Pooler:
-    """A running pooler process and the files that tell why it failed."""
+    """A running pooler, one process or several on one port, and the files that tell why it
+    failed. Its CPU and memory are summed over its processes (and whatever they fork)."""
 
     name: str
     port: int
-    process: subprocess.Popen[bytes]
+    processes: tuple[subprocess.Popen[bytes], ...]
     logs: tuple[Path, ...]
 
     def cpu_seconds(self) -> float:
-        return procstat.cpu_seconds(self.process.pid)
+        return sum(procstat.cpu_seconds(p.pid) for p in self.processes)
 
     def rss_kb(self) -> int:
-        return procstat.rss_kb(self.process.pid)
+        return sum(procstat.rss_kb(p.pid) for p in self.processes)
+
+    def exit_status(self) -> int | None:
+        """The status of a process that has exited, or None while all of them run."""
+        for process in self.processes:
+            status = process.poll()
+            if status is not None:
+                return status
+        return None
 
     def check_alive(self) -> None:
-        status = self.process.poll()
+        status = self.exit_status()
         if status is not None:
             raise BenchError(
                 f"{self.name} exited with status {status} during the benchmark\n"
@@ -137,44 +192,51 @@ class Pooler:
             )
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT_S."""
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """SIGTERM, then SIGKILL for any process not gone within STOP_TIMEOUT_S."""
+        running = [p for p in self.processes if p.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def start_pooler(
     name: str,
-    argv: Sequence[str],
+    argvs: Sequence[Sequence[str]],
     *,
     port: int,
     run_dir: Path,
     env: Mapping[str, str] | None = None,
 ) -> Pooler:
-    """Start a pooler in its own session (a terminal's Ctrl-C reaches only the bench, which then
-    stops it) and wait until its port accepts connections."""
-    out_path = run_dir / f"{name}.out"
-    logs = (out_path, run_dir / f"{name}.log")
+    """Start a pooler's processes, one per argv, each in its own session (a terminal's Ctrl-C
+    reaches only the bench, which then stops them), and wait until all of them listen."""
     user = pooler_os_user(name)
-    with out_path.open("wb") as out:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=run_dir,
-            env=env,
-            start_new_session=True,
-            user=user,
-            group=pwd.getpwnam(user).pw_gid if user else None,
-            extra_groups=[] if user else None,
-        )
-    pooler = Pooler(name, port, process, logs)
+    processes = []
+    logs: list[Path] = []
+    for number, argv in enumerate(argvs):
+        own = process_name(name, len(argvs), number)
+        out_path = run_dir / f"{own}.out"
+        logs += [out_path, run_dir / f"{own}.log"]
+        with out_path.open("wb") as out:
+            processes.append(
+                subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=run_dir,
+                    env=env,
+                    start_new_session=True,
+                    user=user,
+                    group=pwd.getpwnam(user).pw_gid if user else None,
+                    extra_groups=[] if user else None,
+                )
+            )
+    pooler = Pooler(name, port, tuple(processes), tuple(logs))
     try:
         wait_for_port(pooler)
     except BaseException:
@@ -184,26 +246,48 @@ def start_pooler(
 
 
 def wait_for_port(pooler: Pooler, timeout: float = READY_TIMEOUT_S) -> None:
-    """Return once `pooler` accepts TCP connections; raise BenchError if it exits or hangs."""
+    """Return once `pooler` accepts TCP connections and has a listening socket per process;
+    raise BenchError if a process exits or the wait times out."""
     deadline = time.monotonic() + timeout
     while True:
-        status = pooler.process.poll()
+        status = pooler.exit_status()
         if status is not None:
             raise BenchError(
                 f"{pooler.name} exited with status {status} before accepting connections "
                 f"on port {pooler.port}\n" + log_tail(pooler.logs)
             )
-        try:
-            with socket.create_connection((LISTEN_ADDR, pooler.port), timeout=0.5):
-                return
-        except OSError:
-            pass
+        if _accepts(pooler.port) and (
+            len(pooler.processes) == 1 or listening_sockets(pooler.port) >= len(pooler.processes)
+        ):
+            return
         if time.monotonic() > deadline:
             raise BenchError(
                 f"{pooler.name} did not accept connections on port {pooler.port} "
                 f"within {timeout:.0f} s\n" + log_tail(pooler.logs)
             )
         time.sleep(0.05)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((LISTEN_ADDR, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+TCP_LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
+
+
+def listening_sockets(port: int, table: Path = Path("/proc/net/tcp")) -> int:
+    """How many IPv4 TCP sockets listen on `port` (one per process with SO_REUSEPORT)."""
+    count = 0
+    for line in table.read_text().splitlines()[1:]:
+        fields = line.split()
+        # fields[1] is the local address as HEXIP:HEXPORT, fields[3] the state.
+        if len(fields) > 3 and fields[3] == TCP_LISTEN and int(fields[1].split(":")[1], 16) == port:
+            count += 1
+    return count
 
 
 def log_tail(paths: Sequence[Path], lines: int = 20) -> str:
