@@ -214,35 +214,41 @@ def start_pooler(
 ) -> Pooler:
     """Start a pooler's processes, one per argv, each in its own session (a terminal's Ctrl-C
     reaches only the bench, which then stops them), and wait until all of them listen."""
-    user = pooler_os_user(name)
-    processes = []
-    logs: list[Path] = []
-    for number, argv in enumerate(argvs):
-        own = process_name(name, len(argvs), number)
-        out_path = run_dir / f"{own}.out"
-        logs += [out_path, run_dir / f"{own}.log"]
-        with out_path.open("wb") as out:
-            processes.append(
-                subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=run_dir,
-                    env=env,
-                    start_new_session=True,
-                    user=user,
-                    group=pwd.getpwnam(user).pw_gid if user else None,
-                    extra_groups=[] if user else None,
-                )
-            )
-    pooler = Pooler(name, port, tuple(processes), tuple(logs))
+    pooler = Pooler(name, port, (), ())
     try:
+        for number, argv in enumerate(argvs):
+            own = process_name(name, len(argvs), number)
+            process = _spawn(argv, run_dir / f"{own}.out", run_dir, env, pooler_os_user(name))
+            pooler.processes += (process,)
+            pooler.logs += (run_dir / f"{own}.out", run_dir / f"{own}.log")
         wait_for_port(pooler)
     except BaseException:
-        pooler.stop()
+        pooler.stop()  # the processes started so far
         raise
     return pooler
+
+
+def _spawn(
+    argv: Sequence[str],
+    out_path: Path,
+    run_dir: Path,
+    env: Mapping[str, str] | None,
+    user: str | None,
+) -> subprocess.Popen[bytes]:
+    """One pooler process in its own session, its output to `out_path`, as `user` if given."""
+    with out_path.open("wb") as out:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=run_dir,
+            env=env,
+            start_new_session=True,
+            user=user,
+            group=pwd.getpwnam(user).pw_gid if user else None,
+            extra_groups=[] if user else None,
+        )
 
 
 def wait_for_port(pooler: Pooler, timeout: float = READY_TIMEOUT_S) -> None:
