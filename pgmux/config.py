@@ -135,7 +135,8 @@ _LISTENING = (
             unit="bytes", minimum=512),
     Setting("max_packet_size", "int", 2147483647, True,
             "Largest protocol message relayed; a client or server sending a larger one is "
-            "disconnected. A query or a result row is one message.",
+            "disconnected. A query or a result row is one message. Before a client has logged "
+            "in, its password or SASL messages may be at most 65535 bytes, as in PostgreSQL.",
             unit="bytes", minimum=1024, maximum=2147483647),
     Setting("user", "str", "", False,
             "If set, the Unix user to switch to after startup; possible only when started as "

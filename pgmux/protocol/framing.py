@@ -28,11 +28,11 @@ _Z, _PARAM = ord("Z"), ord("S")
 FRONTEND_TYPES = frozenset(b"BCcdDEfFHPpQSX")
 
 
-def bad_length(length: int, limit: int) -> PgmuxError:
+def bad_length(length: int, limit: int, limit_name: str = "max_packet_size") -> PgmuxError:
     if length < 4:
         text = f"invalid message length {length}: the client is not speaking the protocol"
     else:
-        text = f"message of {length} bytes exceeds max_packet_size ({limit} bytes)"
+        text = f"message of {length} bytes exceeds {limit_name} ({limit} bytes)"
     return PgmuxError(PROTOCOL_VIOLATION, text)
 
 

@@ -43,11 +43,15 @@ def write_chunk(transport: asyncio.WriteTransport, view: memoryview) -> None:
 
 
 class MessageReader:
-    """Whole messages out of a byte stream, for the login phases (not the hot path)."""
+    """Whole messages out of a byte stream, for the login phases (not the hot path).
 
-    def __init__(self, max_length: int) -> None:
+    ``limit_name`` says in an error which limit a too long message broke.
+    """
+
+    def __init__(self, max_length: int, limit_name: str = "max_packet_size") -> None:
         self.buffer = bytearray()
         self.max_length = max_length
+        self.limit_name = limit_name
         self._waiter: asyncio.Future[None] | None = None
         self.eof = False
 
@@ -79,7 +83,7 @@ class MessageReader:
             if len(self.buffer) >= 5:
                 (length,) = struct.unpack_from("!i", self.buffer, 1)
                 if length < 4 or length > self.max_length:
-                    raise bad_length(length, self.max_length)
+                    raise bad_length(length, self.max_length, self.limit_name)
                 if len(self.buffer) >= length + 1:
                     kind = self.buffer[0]
                     body = bytes(self.buffer[5 : length + 1])

@@ -49,6 +49,9 @@ _IDLE = m.TX_IDLE
 _monotonic = time.monotonic
 # Bytes a waiting client may queue before pgmux stops reading from it (back-pressure).
 PENDING_LIMIT = 256 * 1024
+# The longest password or SASL message a client may send, as PostgreSQL's
+# PG_MAX_AUTH_TOKEN_LENGTH: nobody who has not logged in gets max_packet_size of pgmux's memory.
+MAX_AUTH_MESSAGE = 65535
 
 
 class ClientConnection(asyncio.BufferedProtocol):
@@ -58,7 +61,9 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.is_unix = is_unix
         self.members: Members = {}
         self.transport: asyncio.Transport | None = None
-        self.reader: MessageReader | None = MessageReader(pooler.max_packet_size)
+        self.reader: MessageReader | None = MessageReader(
+            min(pooler.max_packet_size, MAX_AUTH_MESSAGE), "the limit for a login message"
+        )
         self.pool: Pool | None = None
         self.server: ServerConnection | None = None
         self.scanner = FrontendScanner(BASE_INTERCEPT, pooler.max_packet_size)
@@ -116,8 +121,13 @@ class ClientConnection(asyncio.BufferedProtocol):
         return view[size:]
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self.reader is not None:
-            self.reader.feed(SHARED.view[:nbytes])
+        reader = self.reader
+        if reader is not None:
+            reader.feed(SHARED.view[:nbytes])
+            if len(reader.buffer) > PENDING_LIMIT:
+                # Still logging in (or waiting for a server in session mode) and sending more
+                # than a first query: let it wait in the socket, not in pgmux's memory.
+                self.pause_reading()
             return
         try:
             carry = self.carry

@@ -442,14 +442,14 @@ def test_announced_lengths_do_not_allocate(pgmux_factory: Callable[..., PgmuxPro
     baseline = vm_rss_kib(pid)
     junk = b"x" * (64 * 1024)
 
-    # During login: a password message that says it is 2 GB long.
+    # During login: a password message that says it is 2 GB long is refused at its header (see
+    # test_a_login_message_longer_than_postgresql_allows_is_refused), so nothing is buffered.
     during_login = connect(process)
     during_login.sendall(startup_packet())
     kind, body = read_message(during_login) or (b"", b"")
     assert (kind, struct.unpack("!i", body[:4])[0]) == (b"R", 3)  # AuthenticationCleartextPassword
-    during_login.sendall(header(b"p", 0x7FFF_FFFF))
-    for _ in range(16):
-        during_login.sendall(junk)
+    during_login.sendall(header(b"p", 0x7FFF_FFFF) + junk)
+    assert expect_error_then_close(during_login)["C"] == "08P01"
 
     # After login: a 2 GB Query, forwarded towards PostgreSQL as it arrives.
     forwarding = connect(process)
@@ -568,4 +568,65 @@ def test_a_password_message_without_its_nul_is_a_protocol_violation(
     fields = expect_error_then_close(sock)
     assert fields["C"] == "08P01" and "password packet" in fields["M"]
     sock.close()
+    assert_works(process, "scram_pw")
+
+
+@pytest.mark.parametrize(("auth_type", "request_code"), [("plain", 3), ("scram-sha-256", 10)])
+def test_a_login_message_longer_than_postgresql_allows_is_refused(
+    pgmux_factory: Callable[..., PgmuxProcess], auth_type: str, request_code: int
+) -> None:
+    # PostgreSQL takes at most 65535 bytes for a password or SASL message (its
+    # PG_MAX_AUTH_TOKEN_LENGTH). Before logging in, a client must not get pgmux to buffer more:
+    # it announces 1 GB and streams, and is refused at the header.
+    process = pgmux_factory(auth_type=auth_type)
+    assert process.process is not None
+    baseline = vm_rss_kib(process.process.pid)
+    sock = connect(process)
+    sock.sendall(startup_packet(user="no_such_user"))
+    kind, body = read_message(sock) or (b"", b"")
+    assert (kind, struct.unpack("!i", body[:4])[0]) == (b"R", request_code)
+    sock.sendall(header(b"p", 1 << 30) + b"x" * (64 * 1024))
+    fields = expect_error_then_close(sock)
+    assert fields["C"] == "08P01" and "the limit for a login message (65535 bytes)" in fields["M"]
+    sock.close()
+    assert vm_rss_kib(process.process.pid) - baseline < 8 * 1024
+    assert_works(process, "scram_pw")
+
+
+def test_a_client_waiting_at_login_is_not_buffered_for(
+    pgmux_factory: Callable[..., PgmuxProcess],
+) -> None:
+    # Session mode, one server: a second client logs in and waits for it, pipelining a ~40 MB
+    # query behind its password. pgmux stops reading from it after a few hundred kB instead of
+    # holding the whole query, and forwards it once the server is free.
+    process = pgmux_factory(auth_type="plain", pool_mode="session", default_pool_size=1)
+    assert process.process is not None
+    pid = process.process.pid
+    holder = psycopg.connect(process.dsn("scram_user", "scram_pw"), autocommit=True)
+    holder.execute("SELECT 1")
+    baseline = vm_rss_kib(pid)
+
+    waiter = connect(process)
+    waiter.sendall(startup_packet())
+    kind, _ = read_message(waiter) or (b"", b"")
+    assert kind == b"R"
+    password = b"scram_pw\0"
+    big = query("SELECT 7 /* " + "x" * (40 * 1024 * 1024) + " */")
+    sender = threading.Thread(
+        target=waiter.sendall, args=(header(b"p", len(password) + 4) + password + big,)
+    )
+    sender.start()
+    time.sleep(1.0)  # the sender is now blocked on a full socket, not on pgmux's memory
+    grown_kib = vm_rss_kib(pid) - baseline
+    assert sender.is_alive(), "pgmux read the whole query while the client waited for a server"
+    assert grown_kib < 16 * 1024, f"pgmux RSS grew by {grown_kib} KiB"
+
+    holder.close()  # the server is free: the waiting client gets it, and its query goes through
+    sender.join(30)
+    assert not sender.is_alive()
+    messages, status = until_ready(waiter)  # the welcome, up to its ReadyForQuery
+    messages, status = until_ready(waiter)  # the query's reply
+    rows = [data_row_values(body) for kind, body in messages if kind == b"D"]
+    assert rows == [[b"7"]] and status == b"I"
+    waiter.close()
     assert_works(process, "scram_pw")
