@@ -257,8 +257,13 @@ def mutated(draw: st.DrawFn, message: bytes) -> bytes:
     return message[:start] + draw(st.binary(max_size=8)) + message[end:]
 
 
+# A password cannot hold NUL (the protocol's strings end at one). Nor could SCRAM tell it apart:
+# HMAC pads a short key with zero bytes, so "" and "\x00" derive the same SaltedPassword.
+PASSWORD_TEXT = st.text(st.characters(blacklist_characters="\x00"), max_size=40)
+
+
 @settings(max_examples=40, deadline=None)
-@given(password=st.text(max_size=40), wrong=st.text(max_size=40))
+@given(password=PASSWORD_TEXT, wrong=PASSWORD_TEXT)
 def test_round_trip_any_password(password: str, wrong: str) -> None:
     exchange(ScramServer(password), ScramClient(password=password))
     assume(saslprep(wrong) != saslprep(password))
