@@ -22,7 +22,8 @@ _LENGTH = struct.Struct("!i").unpack_from
 
 _Q, _S, _F, _X = ord("Q"), ord("S"), ord("F"), ord("X")
 _COPY_DATA, _COPY_DONE, _COPY_FAIL, _FLUSH = ord("d"), ord("c"), ord("f"), ord("H")
-_Z, _PARAM = ord("Z"), ord("S")
+_E = ord("E")
+_Z, _PARAM, _COPY_IN = ord("Z"), ord("S"), ord("G")
 
 # Message types that a client may legitimately send in the forwarding phase.
 FRONTEND_TYPES = frozenset(b"BCcdDEfFHPpQSX")
@@ -52,18 +53,36 @@ class FrontendScanner:
     true while an extended-protocol batch has been started but not closed by Sync. A server
     connection can only be given back to the pool when both say the client is between requests.
 
+    One exception to "every Sync earns a ReadyForQuery": the server ignores a Sync that reaches it
+    in copy-in mode (libpq sends one right behind the Execute of a COPY FROM STDIN, and another
+    after CopyDone). The scanner cannot see that mode start; the server's CopyInResponse says so,
+    and :meth:`copy_in_started` then takes back the Syncs sent since that COPY's Execute or
+    Query. Until the client ends the copy (CopyDone, CopyFail, or any other message, which
+    aborts it), further Syncs are not counted.
+
     The scanner keeps no bytes. It stops at a header split across reads, and at a message whose
     type is in ``intercept`` (so that the caller can handle the whole message itself); the caller
     keeps the unscanned tail and feeds it again, prefixed to the next read.
     """
 
-    __slots__ = ("intercept", "max_length", "partial", "pending", "skip", "stop_length")
+    __slots__ = (
+        "in_copy",
+        "intercept",
+        "max_length",
+        "partial",
+        "pending",
+        "skip",
+        "stop_length",
+        "syncs",
+    )
 
     def __init__(self, intercept: frozenset[int] = frozenset((_X,)), max_length: int = 1 << 30):
         self.intercept = intercept
         self.max_length = max_length
         self.pending = 0
         self.partial = False
+        self.in_copy = False  # the server said copy-in and the client has not ended it
+        self.syncs = 0  # Syncs counted since the last Execute or Query
         self.skip = 0  # bytes of the current message body still to pass over
         self.stop_length = 0  # total length of the intercepted message feed() stopped at
 
@@ -98,15 +117,22 @@ class FrontendScanner:
             if kind in intercept:
                 self.stop_length = length + 1
                 return pos
-            if kind == _Q or kind == _S or kind == _F:
-                self.pending += 1
-                self.partial = False
-            elif (
-                kind != _COPY_DATA and kind != _COPY_DONE and kind != _COPY_FAIL and kind != _FLUSH
-            ):
+            # The same bookkeeping as account(), the common cases inlined: this loop runs for
+            # every message.
+            if kind == _S:
+                if not self.in_copy:
+                    self.pending += 1
+                    self.syncs += 1
+                    self.partial = False
+            elif kind == _Q or kind == _F or kind == _COPY_DONE or kind == _COPY_FAIL:
+                self.account(kind)
+            elif kind != _COPY_DATA and kind != _FLUSH:
                 if kind not in FRONTEND_TYPES:
                     raise bad_type(kind)
                 self.partial = True
+                self.in_copy = False
+                if kind == _E:
+                    self.syncs = 0
             pos += length + 1
             if pos > end:
                 self.skip = pos - end
@@ -115,31 +141,60 @@ class FrontendScanner:
         return pos
 
     def account(self, kind: int) -> None:
-        """Count an intercepted message of type ``kind`` that the caller handled or forwarded."""
-        if kind == _Q or kind == _S or kind == _F:
+        """Count a message of type ``kind`` that the caller handled or forwarded."""
+        if kind == _COPY_DATA or kind == _FLUSH or kind == _X:
+            return
+        if kind == _S:
+            if not self.in_copy:  # in copy-in mode the server ignores it
+                self.pending += 1
+                self.syncs += 1
+                self.partial = False
+            return
+        self.in_copy = False  # CopyDone or CopyFail ends the copy; anything else aborts it
+        if kind == _Q or kind == _F:
             self.pending += 1
             self.partial = False
-        elif kind not in (_COPY_DATA, _COPY_DONE, _COPY_FAIL, _FLUSH, _X):
+            self.syncs = 0
+        elif kind != _COPY_DONE and kind != _COPY_FAIL:
             self.partial = True
+            if kind == _E:
+                self.syncs = 0
+
+    def copy_in_started(self) -> int:
+        """The server entered copy-in mode: take back the Syncs it will ignore; return how many.
+
+        Those are the Syncs sent since the Execute or Query that started the COPY (the last one
+        sent, as a client sends nothing but copy messages, Flush and Sync after it).
+        """
+        ignored = min(self.syncs, self.pending)
+        self.pending -= ignored
+        self.syncs = 0
+        self.in_copy = True
+        return ignored
 
     def reset(self) -> None:
         self.pending = 0
         self.partial = False
+        self.in_copy = False
+        self.syncs = 0
 
 
 class BackendScanner:
-    """Walks a server's stream and reports ReadyForQuery and ParameterStatus.
+    """Walks a server's stream and reports ReadyForQuery, ParameterStatus and CopyInResponse.
 
     After :meth:`feed`, ``ready_count`` says how many ReadyForQuery messages the chunk held and
-    ``status`` is the transaction status byte of the last one. ParameterStatus bodies (which can
-    straddle reads) are appended to ``parameters`` as raw bodies for the caller to decode; the
-    list stays empty in the common case, so the steady state allocates nothing.
+    ``status`` is the transaction status byte of the last one; ``copy_in`` counts the
+    CopyInResponse messages (see :meth:`FrontendScanner.copy_in_started`). ParameterStatus
+    bodies (which can straddle reads) are appended to ``parameters`` as raw bodies for the
+    caller to decode; the list stays empty in the common case, so the steady state allocates
+    nothing.
     """
 
     __slots__ = (
         "_body",
         "_header",
         "collecting",
+        "copy_in",
         "last_kind",
         "max_length",
         "parameters",
@@ -156,11 +211,13 @@ class BackendScanner:
         self.collecting = 0  # message type whose body is being collected across reads
         self.status = 0
         self.ready_count = 0
+        self.copy_in = 0
         self.parameters: list[bytes] = []
         self.last_kind = 0  # type of the last message seen: did a server say goodbye (E)?
 
     def feed(self, data: bytes | bytearray | memoryview, pos: int, end: int) -> None:
         self.ready_count = 0
+        self.copy_in = 0
         if self.skip:
             pos = self._continue_body(data, pos, end)
         if self._header and pos < end:
@@ -185,9 +242,12 @@ class BackendScanner:
                     self.skip = nxt - end
                     return
                 self.parameters.append(bytes(data[pos + 5 : nxt]))
-            elif nxt > end:
-                self.skip = nxt - end
-                return
+            else:
+                if kind == _COPY_IN:
+                    self.copy_in += 1
+                if nxt > end:
+                    self.skip = nxt - end
+                    return
             pos = nxt
         if pos < end:
             self._header = bytes(data[pos:end])
@@ -223,6 +283,8 @@ class BackendScanner:
         self._header = b""
         kind = head[0]
         self.last_kind = kind
+        if kind == _COPY_IN:
+            self.copy_in += 1
         length = _LENGTH(head, 1)[0]
         if length < 4 or length > self.max_length:
             raise bad_length(length, self.max_length)

@@ -87,6 +87,17 @@ class ResponseQueue:
             self.skipping = False
         self.entries.append(entry)
 
+    def forget_syncs(self, count: int) -> None:
+        """Drop the first ``count`` Syncs: the server ignored them (they reached it in copy-in
+        mode, right behind the COPY that heads the queue), so no ReadyForQuery answers them."""
+        kept: deque[Entry] = deque()
+        for entry in self.entries:
+            if count and entry.kind == _SYNC:
+                count -= 1
+            else:
+                kept.append(entry)
+        self.entries = kept
+
     def answers_due(self) -> bytes:
         """Replies pgmux owes the client now that everything before them has been answered."""
         out = b""

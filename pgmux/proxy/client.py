@@ -364,6 +364,12 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self._unlink(server, now)
                 self.pool.server_ready(server, now)  # type: ignore[union-attr]
 
+    def copy_in_started(self) -> None:
+        """The server entered copy-in mode: the Syncs sent since the COPY get no ReadyForQuery."""
+        ignored = self.scanner.copy_in_started()
+        if ignored and self.tracking:
+            self.statements.queue.forget_syncs(ignored)  # type: ignore[union-attr]
+
     def refuse_transaction_block(self) -> None:
         """Statement mode: the server just opened a transaction block for this client."""
         self.fail(

@@ -116,6 +116,8 @@ class ServerConnection(asyncio.BufferedProtocol):
         scanner = self.scanner
         scanner.feed(view, 0, nbytes)
         self.pool.stats.sent += nbytes
+        if scanner.copy_in:
+            client.copy_in_started()
         if scanner.ready_count:
             if scanner.parameters:
                 self._parameters_changed(scanner.parameters, client)
@@ -128,6 +130,8 @@ class ServerConnection(asyncio.BufferedProtocol):
         """Statement mode looks before it forwards: a transaction block must not look opened."""
         scanner = self.scanner
         scanner.feed(view, 0, nbytes)
+        if scanner.copy_in:
+            client.copy_in_started()
         if scanner.ready_count and scanner.status != m.TX_IDLE:
             self.tx_status = scanner.status
             client.refuse_transaction_block()
@@ -182,6 +186,8 @@ class ServerConnection(asyncio.BufferedProtocol):
         """Bookkeeping for a scanned and forwarded chunk: stats, parameters, ReadyForQuery."""
         scanner = self.scanner
         self.pool.stats.sent += nbytes
+        if scanner.copy_in:
+            client.copy_in_started()
         if scanner.parameters:
             self._parameters_changed(scanner.parameters, client)
         if scanner.ready_count:

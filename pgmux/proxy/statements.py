@@ -89,7 +89,8 @@ def intercept(
         _describe_or_close(client, server, statements, msg, kind, out)
     else:
         out.append(msg)
-        if client.tracking:
+        # In copy-in mode the server ignores a Sync: no reply to expect (see FrontendScanner).
+        if client.tracking and not (kind == _S and client.scanner.in_copy):
             statements.queue.expect(Entry(kind))
     return False
 
@@ -407,6 +408,8 @@ def relay_tracked(
         if kind == 0x5A:  # ReadyForQuery
             ready += 1
             status = buf[pos + 5]
+        elif kind == 0x47:  # CopyInResponse
+            client.copy_in_started()
         elif kind == 0x53:  # ParameterStatus
             server.parameter_reported(bytes(buf[pos + 5 : end]), client)
         out += queue.answers_due()

@@ -191,6 +191,41 @@ def test_psycopg_copy(pgmux_for: PgmuxFor, mode: str, table: str) -> None:
         assert conn.execute(f"select count(*), max(id) from {table}").fetchone() == (300, 299)
 
 
+def _libpq_result(conn: PGconn, status: pq.ExecStatus) -> None:
+    result = conn.get_result()
+    assert result is not None and result.status == status, conn.error_message
+
+
+@pytest.mark.parametrize("tracked", [False, True], ids=["untracked", "tracked"])
+@pytest.mark.parametrize("mode", ["transaction", "statement"])
+def test_libpq_copy_over_the_extended_protocol_gives_the_server_back(
+    pgmux_factory: Callable[..., PgmuxProcess], table: str, mode: str, tracked: bool
+) -> None:
+    # libpq's PQsendQueryParams of a COPY FROM STDIN sends Sync right behind the Execute and
+    # again after CopyDone. PostgreSQL ignores the first (it reaches it in copy-in mode) and
+    # answers one ReadyForQuery; counting two held the only server for good.
+    process = pgmux_factory(pool_mode=mode, default_pool_size=1, query_wait_timeout=5)
+    conn = pq.PGconn.connect(process.dsn(USER, PASSWORD).encode())
+    assert conn.status == pq.ConnStatus.OK, conn.error_message
+    if tracked:  # with a named statement, pgmux matches each reply of the link to its request
+        assert conn.prepare(b"one", b"select 1").status == pq.ExecStatus.COMMAND_OK
+        assert conn.exec_prepared(b"one", None).get_value(0, 0) == b"1"
+    for row in range(3):
+        assert conn.send_query_params(f"copy {table} (id, name) from stdin".encode(), None) is None
+        _libpq_result(conn, pq.ExecStatus.COPY_IN)
+        conn.put_copy_data(f"{row}\tlibpq\n".encode())
+        conn.put_copy_end()
+        _libpq_result(conn, pq.ExecStatus.COMMAND_OK)
+        assert conn.get_result() is None
+    # The copying client stays connected and idle: another one gets the only server at once.
+    with psycopg.connect(process.dsn(USER, PASSWORD), autocommit=True) as other:
+        assert other.execute(f"select count(*) from {table}").fetchone() == (3,)
+    if tracked:
+        assert conn.exec_prepared(b"one", None).get_value(0, 0) == b"1"
+    assert conn.exec_(b"select 2").get_value(0, 0) == b"2"
+    conn.finish()
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_psycopg_notices(pgmux_for: PgmuxFor, mode: str) -> None:
     notices: list[str] = []

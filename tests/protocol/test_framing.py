@@ -291,6 +291,18 @@ def test_backend_ready_count_is_per_feed(data: st.DataObject) -> None:
     assert first + scanner.ready_count == len(stream.ready)
 
 
+def test_backend_counts_copy_in_responses_however_chunked() -> None:
+    copy_in = frame(ord("G"), b"\x00\x00\x01\x00\x00")
+    stream = m.command_complete("SELECT 1") + copy_in
+    for cut in range(len(stream) + 1):
+        scanner = BackendScanner()
+        scanner.feed(stream, 0, cut)
+        first = scanner.copy_in
+        scanner.feed(stream, cut, len(stream))
+        assert first + scanner.copy_in == 1, cut
+        assert scanner.ready_count == 0
+
+
 def test_backend_header_split_over_three_reads_ignores_stale_bytes() -> None:
     """Regression: the rest of a split header was read past ``end`` from the stale buffer."""
     stream = m.command_complete("SELECT 1") + m.ready_for_query(m.TX_IN_TRANSACTION)
@@ -433,15 +445,84 @@ def test_frontend_partial_closed_only_by_sync() -> None:
     assert scanner.idle
 
 
-def test_frontend_account_matches_feed() -> None:
+def _state(scanner: FrontendScanner) -> tuple[int, bool, bool, int]:
+    return scanner.pending, scanner.partial, scanner.in_copy, scanner.syncs
+
+
+@pytest.mark.parametrize("copying", [False, True], ids=["normal", "copy-in"])
+def test_frontend_account_matches_feed(copying: bool) -> None:
     for kind in FRONTEND_KINDS:
         fed, accounted = FrontendScanner(intercept=frozenset()), FrontendScanner()
+        for scanner in (fed, accounted):
+            scanner.feed(m.SYNC_MESSAGE + frame(ord("E")) + m.SYNC_MESSAGE, 0, 15)
+            if copying:
+                scanner.copy_in_started()
         fed.feed(frame(kind), 0, 5)
         accounted.account(kind)
         if kind != X:
-            assert (fed.pending, fed.partial) == (accounted.pending, accounted.partial)
-        else:
-            assert accounted.idle
+            assert _state(fed) == _state(accounted), chr(kind)
+
+
+# libpq's PQsendQueryParams("COPY ... FROM STDIN"), then PQputCopyData and PQputCopyEnd.
+EXTENDED_COPY = (
+    frame(ord("P"), b"\x00COPY t FROM STDIN\x00\x00\x00")
+    + frame(ord("B"), b"\x00\x00" + b"\x00" * 6)
+    + frame(ord("D"), b"P\x00")
+    + frame(ord("E"), b"\x00\x00\x00\x00\x00")
+    + m.SYNC_MESSAGE
+)
+COPY_DATA = frame(ord("d"), b"1\tone\n")
+COPY_DONE = frame(ord("c"))
+
+
+def test_frontend_sync_ignored_in_copy_in_mode_is_taken_back() -> None:
+    scanner = FrontendScanner()
+    scanner.feed(EXTENDED_COPY, 0, len(EXTENDED_COPY))
+    assert scanner.pending == 1  # the Sync behind the Execute, as the scanner sees it
+    assert scanner.copy_in_started() == 1  # the server says CopyInResponse: it ignores that Sync
+    assert (scanner.pending, scanner.in_copy) == (0, True)
+    rest = COPY_DATA + m.SYNC_MESSAGE + COPY_DATA + COPY_DONE + m.SYNC_MESSAGE
+    scanner.feed(rest, 0, len(rest))
+    # A Sync inside the copy is ignored as well; the one after CopyDone earns the ReadyForQuery.
+    assert (scanner.pending, scanner.in_copy, scanner.partial) == (1, False, False)
+
+
+def test_frontend_copy_in_started_before_the_sync_arrives() -> None:
+    scanner = FrontendScanner()
+    head = EXTENDED_COPY[: -len(m.SYNC_MESSAGE)]
+    scanner.feed(head, 0, len(head))
+    assert scanner.copy_in_started() == 0
+    rest = m.SYNC_MESSAGE + COPY_DATA + COPY_DONE + m.SYNC_MESSAGE
+    scanner.feed(rest, 0, len(rest))
+    assert scanner.pending == 1
+
+
+def test_frontend_copy_by_simple_query_keeps_its_own_ready_for_query() -> None:
+    scanner = FrontendScanner()
+    stream = m.query("COPY t FROM STDIN")
+    scanner.feed(stream, 0, len(stream))
+    assert scanner.copy_in_started() == 0 and scanner.pending == 1
+    rest = COPY_DATA + COPY_DONE
+    scanner.feed(rest, 0, len(rest))
+    assert (scanner.pending, scanner.in_copy) == (1, False)
+
+
+def test_frontend_syncs_before_the_copy_are_not_taken_back() -> None:
+    """Only Syncs after the COPY's Execute are the server's to ignore; earlier ones are owed."""
+    scanner = FrontendScanner()
+    stream = m.query("SELECT 1") + m.SYNC_MESSAGE + EXTENDED_COPY
+    scanner.feed(stream, 0, len(stream))
+    assert scanner.pending == 3
+    assert scanner.copy_in_started() == 1 and scanner.pending == 2
+
+
+def test_frontend_a_message_that_aborts_the_copy_ends_copy_in_mode() -> None:
+    scanner = FrontendScanner()
+    scanner.feed(EXTENDED_COPY, 0, len(EXTENDED_COPY))
+    scanner.copy_in_started()
+    stream = m.query("SELECT 1") + m.SYNC_MESSAGE  # the server: an error, then this Sync counts
+    scanner.feed(stream, 0, len(stream))
+    assert (scanner.in_copy, scanner.pending) == (False, 2)
 
 
 bad_frontend_length = st.one_of(st.integers(-(2**31), 3), st.integers(5001, 2**31 - 1))
