@@ -218,15 +218,19 @@ _POOLS = (
             "whose effect outlives the transaction (SET other than the tracked parameters, "
             "LISTEN, session advisory locks, temporary tables, WITH HOLD cursors, SQL PREPARE, "
             "LOAD): `pin` keeps that server connection for the client until it disconnects or "
-            "releases the state; `error` refuses the statement; `allow` lets it through as "
-            "PgBouncer does, so the state may reach the next client.",
+            "releases the state, and runs `server_reset_query` on it before anyone else gets it "
+            "(also after a release, which pgmux sees sent but not whether it took effect); "
+            "`error` refuses the statement; `allow` lets it through as PgBouncer does, so the "
+            "state may reach the next client.",
             choices=("pin", "error", "allow")),
 )
 
 _SERVERS = (
     Setting("server_reset_query", "str", "DISCARD ALL", True,
-            "Query run on a server connection released by a session-mode client, to clear its "
-            "session state. Empty runs none."),
+            "Query run on a server connection released by a session-mode client, or by a "
+            "client pinned for session state in transaction or statement mode, to clear its "
+            "session state. Empty runs none; a pinned client's server connection is then closed "
+            "instead of reused."),
     Setting("server_reset_query_always", "bool", False, True,
             "Run `server_reset_query` in transaction and statement mode too: a workaround for "
             "applications that keep session state where they should not."),

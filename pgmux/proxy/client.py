@@ -81,6 +81,9 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.statements: ClientStatements | None = None  # transaction/statement mode only
         self.tracking = False  # this link's replies go through the ResponseQueue
         self.pinned: dict[str, None] = {}  # why this client keeps its server (transaction mode)
+        # It released the state it was pinned for: its server is reset before it serves anyone
+        # else, in case the release did not take (rolled back, failed, or never executed).
+        self.reset_due = False
         self.hold_cursors: set[bytes] = set()  # open WITH HOLD cursors, by name
         self.session_state = "pin"
         self.stats = PoolStats()  # the pool's counters once logged in
@@ -336,10 +339,15 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.releases = False
 
     def unpin(self, released: set[str]) -> None:
+        pinned = self.pinned
+        if not pinned:
+            return
         for reason in released:
-            self.pinned.pop(reason, None)
-        if not self.pinned and self.pool_mode != "session":
+            pinned.pop(reason, None)
+        if not pinned and self.pool_mode != "session":
             self.releases = True
+            # pgmux sees the statement that releases the state, not whether it took effect.
+            self.reset_due = True
 
     def server_ready(self, server: ServerConnection, status: int, count: int) -> None:
         """ReadyForQuery from our server: the one place that decides on giving it back."""
@@ -362,7 +370,11 @@ class ClientConnection(asyncio.BufferedProtocol):
                 and not (self.tracking and self.statements and self.statements.queue)
             ):
                 self._unlink(server, now)
-                self.pool.server_ready(server, now)  # type: ignore[union-attr]
+                if self.reset_due:
+                    self.reset_due = False
+                    self.pooler.reset_server(self.pool, server)  # type: ignore[arg-type]
+                else:
+                    self.pool.server_ready(server, now)  # type: ignore[union-attr]
 
     def copy_in_started(self) -> None:
         """The server entered copy-in mode: the Syncs sent since the COPY get no ReadyForQuery."""

@@ -368,20 +368,32 @@ class Pooler:
             pool.grow(time.monotonic())
             return
         server.resume_reading()
-        reset = self.config.get_str("server_reset_query")
-        if client.pinned and not reset:
-            pool.remove_server(server)  # session state and nothing to clear it with
-            server.close("pinned client left and server_reset_query is empty")
-            return
-        if reset and (
-            client.pool_mode == "session"
-            or client.pinned
-            or self.config.get_bool("server_reset_query_always")
+        # Session mode and server_reset_query_always reset only with a query to reset with;
+        # session state must be cleared, or the server closed.
+        routine = client.pool_mode == "session" or self.config.get_bool("server_reset_query_always")
+        if (
+            client.pinned
+            or client.reset_due
+            or (routine and self.config.get_str("server_reset_query"))
         ):
-            pool.move(server, pool.sv_tested)
-            server.run_internal(reset, lambda error: self._reset_done(pool, server, error))
+            self.reset_server(pool, server)
             return
         pool.server_ready(server, time.monotonic())
+
+    def reset_server(self, pool: Pool, server: ServerConnection) -> None:
+        """Run server_reset_query before ``server`` serves anyone else; with none, close it.
+
+        For servers a client may have left session state on: one pinned, or one whose client
+        released what it was pinned for.
+        """
+        reset = self.config.get_str("server_reset_query")
+        if not reset:
+            pool.remove_server(server)  # session state and nothing to clear it with
+            server.close("session state left on it and server_reset_query is empty")
+            pool.grow(time.monotonic())
+            return
+        pool.move(server, pool.sv_tested)
+        server.run_internal(reset, lambda error: self._reset_done(pool, server, error))
 
     def _reset_done(self, pool: Pool, server: ServerConnection, error: ServerError | None) -> None:
         if error is not None:

@@ -98,6 +98,43 @@ def test_releasing_the_state_unpins(pool_of_one: PgmuxProcess) -> None:
             assert b.execute("SELECT 1").fetchone() == (1,)
 
 
+# A state, then a release that does not take effect: pgmux sees the releasing statement, so it
+# unpins, and must still hand the server on clean.
+RELEASES_THAT_DO_NOT_TAKE = {
+    "set, RESET ALL rolled back": ("set", ["BEGIN", "RESET ALL", "ROLLBACK"]),
+    "listen, UNLISTEN rolled back": ("listen", ["BEGIN", "UNLISTEN *", "ROLLBACK"]),
+    "lock, unlock after an error": (
+        "advisory_lock",
+        ["SELECT 1 / 0; SELECT pg_advisory_unlock_all()"],
+    ),
+    "temp table, DISCARD TEMP rolled back": ("temp_table", ["BEGIN", "DISCARD TEMP", "ROLLBACK"]),
+    "set, RESET ALL parsed but never executed": ("set", []),
+}
+
+
+@pytest.mark.parametrize("case", list(RELEASES_THAT_DO_NOT_TAKE))
+def test_a_release_that_does_not_take_effect_still_leaves_the_next_client_clean(
+    pool_of_one: PgmuxProcess, case: str
+) -> None:
+    reason, releases = RELEASES_THAT_DO_NOT_TAKE[case]
+    with connect(pool_of_one) as a:
+        a.execute(STATE[reason])
+        assert reason in pinned_reasons(pool_of_one)
+        for statement in releases:
+            if "1 / 0" in statement:
+                with pytest.raises(errors.DivisionByZero):  # the release after it never runs
+                    a.execute(statement)
+            else:
+                a.execute(statement)
+        if not releases:  # PQprepare: Parse and Sync, no Execute
+            assert a.pgconn.prepare(b"", b"RESET ALL").status == psycopg.pq.ExecStatus.COMMAND_OK
+        assert reason not in pinned_reasons(pool_of_one)  # pgmux took it as released
+        # The first client is still connected; the second gets the same backend, reset.
+        with connect(pool_of_one) as b:
+            left = b.execute(LEFT_BEHIND).fetchone()
+        assert left is not None and left[:4] == ('"$user", public', 0, 0, False), left
+
+
 def test_session_state_error_refuses_the_statement(
     pgmux_factory: Callable[..., PgmuxProcess],
 ) -> None:
