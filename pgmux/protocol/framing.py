@@ -56,9 +56,10 @@ class FrontendScanner:
     One exception to "every Sync earns a ReadyForQuery": the server ignores a Sync that reaches it
     in copy-in mode (libpq sends one right behind the Execute of a COPY FROM STDIN, and another
     after CopyDone). The scanner cannot see that mode start; the server's CopyInResponse says so,
-    and :meth:`copy_in_started` then takes back the Syncs sent since that COPY's Execute or
-    Query. Until the client ends the copy (CopyDone, CopyFail, or any other message, which
-    aborts it), further Syncs are not counted.
+    and :meth:`copy_in_started` then takes back the Syncs the server is certain to ignore: those
+    sent right behind that Execute, with nothing but Sync and Flush since. Anything it is not
+    sure of stays counted: a count too high only keeps the server with its client, a count too
+    low would hand it to another client while replies are still coming.
 
     The scanner keeps no bytes. It stops at a header split across reads, and at a message whose
     type is in ``intercept`` (so that the caller can handle the whole message itself); the caller
@@ -66,14 +67,16 @@ class FrontendScanner:
     """
 
     __slots__ = (
+        "copy_syncs",
+        "executes",
         "in_copy",
         "intercept",
+        "lone_execute",
         "max_length",
         "partial",
         "pending",
         "skip",
         "stop_length",
-        "syncs",
     )
 
     def __init__(self, intercept: frozenset[int] = frozenset((_X,)), max_length: int = 1 << 30):
@@ -81,10 +84,17 @@ class FrontendScanner:
         self.max_length = max_length
         self.pending = 0
         self.partial = False
-        self.in_copy = False  # the server said copy-in and the client has not ended it
-        self.syncs = 0  # Syncs counted since the last Execute or Query
         self.skip = 0  # bytes of the current message body still to pass over
         self.stop_length = 0  # total length of the intercepted message feed() stopped at
+        # For copy_in_started: Syncs sent since the last Execute with nothing else in between
+        # (-1 once anything else was sent), Executes since the last Sync, and whether that last
+        # Execute was alone in its batch.
+        self.copy_syncs = -1
+        self.executes = 0
+        self.lone_execute = False
+        # The server is in copy-in mode and the client has sent nothing but Sync and Flush since
+        # the COPY's Execute: a Sync now is one the server ignores.
+        self.in_copy = False
 
     @property
     def idle(self) -> bool:
@@ -117,22 +127,21 @@ class FrontendScanner:
             if kind in intercept:
                 self.stop_length = length + 1
                 return pos
-            # The same bookkeeping as account(), the common cases inlined: this loop runs for
+            # The same bookkeeping as account(), the commonest cases inlined: this loop runs for
             # every message.
-            if kind == _S:
-                if not self.in_copy:
-                    self.pending += 1
-                    self.syncs += 1
-                    self.partial = False
-            elif kind == _Q or kind == _F or kind == _COPY_DONE or kind == _COPY_FAIL:
-                self.account(kind)
-            elif kind != _COPY_DATA and kind != _FLUSH:
+            if kind == _S and not self.in_copy:
+                self.pending += 1
+                self.partial = False
+                self.executes = 0
+                if self.copy_syncs >= 0:
+                    self.copy_syncs += 1
+            elif kind == _COPY_DATA:
+                self.copy_syncs = -1
+                self.in_copy = False
+            elif kind != _FLUSH:
                 if kind not in FRONTEND_TYPES:
                     raise bad_type(kind)
-                self.partial = True
-                self.in_copy = False
-                if kind == _E:
-                    self.syncs = 0
+                self.account(kind)
             pos += length + 1
             if pos > end:
                 self.skip = pos - end
@@ -142,41 +151,55 @@ class FrontendScanner:
 
     def account(self, kind: int) -> None:
         """Count a message of type ``kind`` that the caller handled or forwarded."""
-        if kind == _COPY_DATA or kind == _FLUSH or kind == _X:
+        if kind == _FLUSH or kind == _X:
             return
         if kind == _S:
-            if not self.in_copy:  # in copy-in mode the server ignores it
+            if not self.in_copy:  # else the server ignores it: it is in copy-in mode
                 self.pending += 1
-                self.syncs += 1
                 self.partial = False
+                self.executes = 0
+                if self.copy_syncs >= 0:
+                    self.copy_syncs += 1
             return
-        self.in_copy = False  # CopyDone or CopyFail ends the copy; anything else aborts it
+        self.in_copy = False  # copy data, CopyDone, CopyFail or anything else: the window closes
+        self.copy_syncs = -1
         if kind == _Q or kind == _F:
             self.pending += 1
             self.partial = False
-            self.syncs = 0
-        elif kind != _COPY_DONE and kind != _COPY_FAIL:
+            self.executes += 1  # in the middle of a batch, it makes a later Execute not alone
+        elif kind == _E:
             self.partial = True
-            if kind == _E:
-                self.syncs = 0
+            self.lone_execute = self.executes == 0
+            self.executes += 1
+            self.copy_syncs = 0
+        elif kind != _COPY_DATA and kind != _COPY_DONE and kind != _COPY_FAIL:
+            self.partial = True
 
-    def copy_in_started(self) -> int:
-        """The server entered copy-in mode: take back the Syncs it will ignore; return how many.
+    def copy_in_started(self, answered: int = 0) -> int:
+        """The server sent CopyInResponse: take back the Syncs it ignores; return how many.
 
-        Those are the Syncs sent since the Execute or Query that started the COPY (the last one
-        sent, as a client sends nothing but copy messages, Flush and Sync after it).
+        ``answered`` is how many ReadyForQuery messages that came before it are not yet
+        subtracted from ``pending``. The response is taken to start a copy for the last Execute
+        only when nothing else is outstanding: that Execute alone in its batch, and every request
+        before it answered. Then the Syncs behind it, with nothing but Syncs and Flushes since,
+        reached the server in copy-in mode; it ignores them and those still to come until the
+        client sends copy data. The batch stays open until the Sync after CopyDone.
         """
-        ignored = min(self.syncs, self.pending)
-        self.pending -= ignored
-        self.syncs = 0
+        syncs = self.copy_syncs
+        if syncs < 0 or not self.lone_execute or self.pending - answered != syncs:
+            return 0  # not sure: keep counting them, which can only hold the server longer
+        self.pending -= syncs
+        self.partial = True
         self.in_copy = True
-        return ignored
+        self.copy_syncs = -1
+        return syncs
 
     def reset(self) -> None:
         self.pending = 0
         self.partial = False
         self.in_copy = False
-        self.syncs = 0
+        self.copy_syncs = -1
+        self.executes = 0
 
 
 class BackendScanner:

@@ -376,9 +376,12 @@ class ClientConnection(asyncio.BufferedProtocol):
                 else:
                     self.pool.server_ready(server, now)  # type: ignore[union-attr]
 
-    def copy_in_started(self) -> None:
-        """The server entered copy-in mode: the Syncs sent since the COPY get no ReadyForQuery."""
-        ignored = self.scanner.copy_in_started()
+    def copy_in_started(self, answered: int = 0) -> None:
+        """The server entered copy-in mode: Syncs it ignores get no ReadyForQuery.
+
+        ``answered``: ReadyForQuery messages before it not yet passed to :meth:`server_ready`.
+        """
+        ignored = self.scanner.copy_in_started(answered)
         if ignored and self.tracking:
             self.statements.queue.forget_syncs(ignored)  # type: ignore[union-attr]
 

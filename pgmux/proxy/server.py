@@ -116,8 +116,6 @@ class ServerConnection(asyncio.BufferedProtocol):
         scanner = self.scanner
         scanner.feed(view, 0, nbytes)
         self.pool.stats.sent += nbytes
-        if scanner.copy_in:
-            client.copy_in_started()
         if scanner.ready_count:
             if scanner.parameters:
                 self._parameters_changed(scanner.parameters, client)
@@ -125,13 +123,13 @@ class ServerConnection(asyncio.BufferedProtocol):
             client.server_ready(self, scanner.status, scanner.ready_count)
         elif scanner.parameters:
             self._parameters_changed(scanner.parameters, client)
+        if scanner.copy_in:
+            self._copy_in(client)
 
     def _relay_statement_mode(self, client: Any, view: memoryview, nbytes: int) -> None:
         """Statement mode looks before it forwards: a transaction block must not look opened."""
         scanner = self.scanner
         scanner.feed(view, 0, nbytes)
-        if scanner.copy_in:
-            client.copy_in_started()
         if scanner.ready_count and scanner.status != m.TX_IDLE:
             self.tx_status = scanner.status
             client.refuse_transaction_block()
@@ -186,13 +184,23 @@ class ServerConnection(asyncio.BufferedProtocol):
         """Bookkeeping for a scanned and forwarded chunk: stats, parameters, ReadyForQuery."""
         scanner = self.scanner
         self.pool.stats.sent += nbytes
-        if scanner.copy_in:
-            client.copy_in_started()
         if scanner.parameters:
             self._parameters_changed(scanner.parameters, client)
         if scanner.ready_count:
             self.tx_status = scanner.status
             client.server_ready(self, scanner.status, scanner.ready_count)
+        if scanner.copy_in:
+            self._copy_in(client)
+
+    def _copy_in(self, client: Any) -> None:
+        """A CopyInResponse in the chunk just relayed; its ReadyForQuery messages are counted.
+
+        Any ReadyForQuery in a chunk with a CopyInResponse precedes it: after CopyInResponse the
+        server answers nothing until the client's copy data. And a client with a copy starting
+        was not released by them, its Sync or Execute being still unanswered.
+        """
+        if self.client is client and client is not None:
+            client.copy_in_started()
 
     def parameter_reported(self, body: bytes, client: Any) -> None:
         self._parameters_changed([body], client)

@@ -409,7 +409,7 @@ def relay_tracked(
             ready += 1
             status = buf[pos + 5]
         elif kind == 0x47:  # CopyInResponse
-            client.copy_in_started()
+            client.copy_in_started(ready)
         elif kind == 0x53:  # ParameterStatus
             server.parameter_reported(bytes(buf[pos + 5 : end]), client)
         out += queue.answers_due()

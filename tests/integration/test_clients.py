@@ -226,6 +226,27 @@ def test_libpq_copy_over_the_extended_protocol_gives_the_server_back(
     conn.finish()
 
 
+@pytest.mark.parametrize("mode", ["transaction", "statement"])
+def test_a_client_that_leaves_mid_copy_does_not_pass_its_server_on(
+    pgmux_factory: Callable[..., PgmuxProcess], table: str, mode: str
+) -> None:
+    # After CopyInResponse the server waits for copy data: a backend left like that would read
+    # the next client's messages as copy data. It must be closed, not reused.
+    process = pgmux_factory(pool_mode=mode, default_pool_size=1, query_wait_timeout=5)
+    conn = pq.PGconn.connect(process.dsn(USER, PASSWORD).encode())
+    pid = conn.exec_(b"select pg_backend_pid()").get_value(0, 0)
+    conn.send_query_params(f"copy {table} (id, name) from stdin".encode(), None)
+    _libpq_result(conn, pq.ExecStatus.COPY_IN)
+    conn.put_copy_data(b"1\tleft\n")
+    conn.flush()
+    conn.finish()  # gone without CopyDone
+    with psycopg.connect(process.dsn(USER, PASSWORD), autocommit=True) as other:
+        row = other.execute(f"select pg_backend_pid()::text, count(*) from {table}").fetchone()
+        assert row is not None and row[0].encode() != pid  # a new backend, not the copying one
+        assert row[1] == 0  # and the abandoned row was never committed
+        assert other.execute("select 1").fetchone() == (1,)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_psycopg_notices(pgmux_for: PgmuxFor, mode: str) -> None:
     notices: list[str] = []

@@ -445,8 +445,11 @@ def test_frontend_partial_closed_only_by_sync() -> None:
     assert scanner.idle
 
 
-def _state(scanner: FrontendScanner) -> tuple[int, bool, bool, int]:
-    return scanner.pending, scanner.partial, scanner.in_copy, scanner.syncs
+def _state(scanner: FrontendScanner) -> tuple[object, ...]:
+    return (
+        scanner.pending, scanner.partial, scanner.in_copy, scanner.copy_syncs, scanner.executes,
+        scanner.lone_execute,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("copying", [False, True], ids=["normal", "copy-in"])
@@ -454,9 +457,9 @@ def test_frontend_account_matches_feed(copying: bool) -> None:
     for kind in FRONTEND_KINDS:
         fed, accounted = FrontendScanner(intercept=frozenset()), FrontendScanner()
         for scanner in (fed, accounted):
-            scanner.feed(m.SYNC_MESSAGE + frame(ord("E")) + m.SYNC_MESSAGE, 0, 15)
+            scanner.feed(frame(ord("E")) + m.SYNC_MESSAGE, 0, 10)
             if copying:
-                scanner.copy_in_started()
+                assert scanner.copy_in_started() == 1
         fed.feed(frame(kind), 0, 5)
         accounted.account(kind)
         if kind != X:
@@ -464,63 +467,95 @@ def test_frontend_account_matches_feed(copying: bool) -> None:
 
 
 # libpq's PQsendQueryParams("COPY ... FROM STDIN"), then PQputCopyData and PQputCopyEnd.
-EXTENDED_COPY = (
+EXECUTE_COPY = (
     frame(ord("P"), b"\x00COPY t FROM STDIN\x00\x00\x00")
     + frame(ord("B"), b"\x00\x00" + b"\x00" * 6)
     + frame(ord("D"), b"P\x00")
     + frame(ord("E"), b"\x00\x00\x00\x00\x00")
-    + m.SYNC_MESSAGE
 )
+EXTENDED_COPY = EXECUTE_COPY + m.SYNC_MESSAGE
 COPY_DATA = frame(ord("d"), b"1\tone\n")
 COPY_DONE = frame(ord("c"))
+SELECT_BATCH = frame(ord("P"), b"\x00SELECT 1\x00\x00\x00") + frame(ord("E"), b"\x00" * 5)
+
+
+def _fed(stream: bytes) -> FrontendScanner:
+    scanner = FrontendScanner()
+    assert scanner.feed(stream, 0, len(stream)) == len(stream)
+    return scanner
 
 
 def test_frontend_sync_ignored_in_copy_in_mode_is_taken_back() -> None:
-    scanner = FrontendScanner()
-    scanner.feed(EXTENDED_COPY, 0, len(EXTENDED_COPY))
+    scanner = _fed(EXTENDED_COPY)
     assert scanner.pending == 1  # the Sync behind the Execute, as the scanner sees it
-    assert scanner.copy_in_started() == 1  # the server says CopyInResponse: it ignores that Sync
-    assert (scanner.pending, scanner.in_copy) == (0, True)
-    rest = COPY_DATA + m.SYNC_MESSAGE + COPY_DATA + COPY_DONE + m.SYNC_MESSAGE
+    assert scanner.copy_in_started() == 1  # CopyInResponse: the server ignores that Sync
+    # The batch stays open until the Sync after CopyDone: the client is not idle mid-copy.
+    assert (scanner.pending, scanner.partial, scanner.in_copy) == (0, True, True)
+    assert not scanner.idle
+    rest = COPY_DATA + COPY_DATA + COPY_DONE + m.SYNC_MESSAGE
     scanner.feed(rest, 0, len(rest))
-    # A Sync inside the copy is ignored as well; the one after CopyDone earns the ReadyForQuery.
-    assert (scanner.pending, scanner.in_copy, scanner.partial) == (1, False, False)
+    assert (scanner.pending, scanner.partial, scanner.in_copy) == (1, False, False)
 
 
 def test_frontend_copy_in_started_before_the_sync_arrives() -> None:
-    scanner = FrontendScanner()
-    head = EXTENDED_COPY[: -len(m.SYNC_MESSAGE)]
-    scanner.feed(head, 0, len(head))
-    assert scanner.copy_in_started() == 0
+    scanner = _fed(EXECUTE_COPY)
+    assert scanner.copy_in_started() == 0 and scanner.in_copy and scanner.partial
     rest = m.SYNC_MESSAGE + COPY_DATA + COPY_DONE + m.SYNC_MESSAGE
     scanner.feed(rest, 0, len(rest))
     assert scanner.pending == 1
 
 
 def test_frontend_copy_by_simple_query_keeps_its_own_ready_for_query() -> None:
-    scanner = FrontendScanner()
-    stream = m.query("COPY t FROM STDIN")
-    scanner.feed(stream, 0, len(stream))
-    assert scanner.copy_in_started() == 0 and scanner.pending == 1
+    scanner = _fed(m.query("COPY t FROM STDIN"))
+    assert scanner.copy_in_started() == 0 and scanner.pending == 1 and not scanner.in_copy
     rest = COPY_DATA + COPY_DONE
     scanner.feed(rest, 0, len(rest))
-    assert (scanner.pending, scanner.in_copy) == (1, False)
+    assert scanner.pending == 1
 
 
-def test_frontend_syncs_before_the_copy_are_not_taken_back() -> None:
-    """Only Syncs after the COPY's Execute are the server's to ignore; earlier ones are owed."""
-    scanner = FrontendScanner()
-    stream = m.query("SELECT 1") + m.SYNC_MESSAGE + EXTENDED_COPY
-    scanner.feed(stream, 0, len(stream))
+def test_frontend_ready_for_query_in_the_same_read_counts_as_answered() -> None:
+    """Requests before the COPY must be answered first; ``answered`` says which already are."""
+    scanner = _fed(m.query("SELECT 1") + SELECT_BATCH + m.SYNC_MESSAGE + EXTENDED_COPY)
     assert scanner.pending == 3
-    assert scanner.copy_in_started() == 1 and scanner.pending == 2
+    assert scanner.copy_in_started() == 0 and scanner.pending == 3  # not sure: nothing back
+    assert scanner.copy_in_started(answered=2) == 1 and scanner.pending == 2
 
 
-def test_frontend_a_message_that_aborts_the_copy_ends_copy_in_mode() -> None:
-    scanner = FrontendScanner()
-    scanner.feed(EXTENDED_COPY, 0, len(EXTENDED_COPY))
+# Sequences where a CopyInResponse must not take anything back: a count too low would release
+# the server while replies are still coming. Each leaves the count as it was.
+NOT_TAKEN_BACK = {
+    # copy data sent before the CopyInResponse came back: the Syncs may not be the ignored ones
+    "data before the response": EXTENDED_COPY + COPY_DATA + COPY_DONE,
+    # a second Execute in the batch: the response may be the first one's
+    "two executes in a batch": EXECUTE_COPY + SELECT_BATCH + m.SYNC_MESSAGE,
+    # a Query behind the COPY's Sync
+    "a query behind": EXTENDED_COPY + m.query("SELECT 1"),
+    # a Sync behind CopyDone, sent blind: the server answers it
+    "a sync after copy done": EXTENDED_COPY + COPY_DATA + COPY_DONE + m.SYNC_MESSAGE,
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_TAKEN_BACK))
+def test_frontend_copy_in_takes_nothing_back_when_unsure(case: str) -> None:
+    scanner = _fed(NOT_TAKEN_BACK[case])
+    before = _state(scanner)
+    assert scanner.copy_in_started() == 0
+    assert _state(scanner) == before
+
+
+def test_frontend_a_sync_between_copy_data_stays_counted() -> None:
+    """The server ignores it too, unless the copy failed; counted, it can only hold the server."""
+    scanner = _fed(EXTENDED_COPY)
     scanner.copy_in_started()
-    stream = m.query("SELECT 1") + m.SYNC_MESSAGE  # the server: an error, then this Sync counts
+    rest = COPY_DATA + m.SYNC_MESSAGE + COPY_DONE + m.SYNC_MESSAGE
+    scanner.feed(rest, 0, len(rest))
+    assert (scanner.pending, scanner.in_copy) == (2, False)
+
+
+def test_frontend_a_message_that_aborts_the_copy_ends_the_window() -> None:
+    scanner = _fed(EXTENDED_COPY)
+    scanner.copy_in_started()
+    stream = m.query("SELECT 1") + m.SYNC_MESSAGE
     scanner.feed(stream, 0, len(stream))
     assert (scanner.in_copy, scanner.pending) == (False, 2)
 
