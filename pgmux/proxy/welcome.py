@@ -157,7 +157,9 @@ def _enter_forwarding(client: ClientConnection) -> None:
     assert reader is not None
     rest = reader.take_rest()
     client.reader = None
-    client.resume_reading()  # if the login phase paused it; forwarding pauses again if need be
+    server = client.server  # session mode: linked at login, and maybe not keeping up already
+    if server is None or not server.writing_paused:
+        client.resume_reading()  # if the login phase paused it; forwarding pauses again if need be
     if rest:  # the client pipelined its first query behind the login
         try:
             client.on_data(memoryview(bytearray(rest)), len(rest))
